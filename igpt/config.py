@@ -1,0 +1,376 @@
+"""Configuration: one flat dataclass per stage, gathered in `RunConfig`, loaded from YAML profiles.
+
+A profile is a YAML file in `configs/` (`tiny`, `lora`, `full`, `paper`, ...). A profile may name another
+with `base: <name>`; its keys are then laid over that one. `smoke: true` lays `configs/smoke.yaml` (tiny
+sizes for tests) on top of whatever profile was chosen. Overrides come last:
+
+    cfg = load_config("tiny", smoke=True, ppo={"kl_coef": 0.05}, seed=1)
+    cfg = load_config("tiny", overrides=["ppo.kl_coef=0.05", "seed=1"])   # what the CLI passes
+
+Every key is checked: an unknown key is an error naming it and the closest valid names, a value of the
+wrong type is an error naming the field and the type it wants. Paper values cite InstructGPT (Ouyang et
+al. 2022): "App. C" is its appendix C (hyperparameters), "§3.x" its sections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from igpt.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class WorldConfig:
+    """The mini-world: the stand-in for GPT-3's web, the API users and the labelers."""
+
+    seed: int = 0  # everything in the world derives from this; same seed -> byte-identical files
+    n_people: int = 60  # invented people in the knowledge base
+    n_towns: int = 16  # invented towns
+    n_unknown: int = 30  # entity names NOT in the KB: questions about them should get "i don't know"
+    corpus_docs: int = 40000  # documents in the pretraining web (stories, facts, forums, reviews, ...)
+    val_fraction: float = 0.05  # share of web documents held out: the pretraining validation split (alignment tax)
+    misconception_share: float = 0.25  # share of facts that also have a popular false version on the forums
+    misconception_weight: float = 2.0  # how many times more often the false version appears than the truth
+    toxic_share: float = 0.06  # share of web documents with words from the toxic lexicon
+    instruction_share: float = 0.02  # share of web documents that follow an instruction (rare, as on the web)
+    n_users: int = 400  # simulated API customers
+    heavy_user_share: float = 0.05  # share of users who send many prompts (the per-user cap bites on them)
+    n_prompts: int = 6000  # prompts in the pool before filtering (API + labeler-written)
+    labeler_prompt_share: float = 0.15  # share written by labelers (plain, few-shot, user-based; paper §3.2)
+    near_duplicate_share: float = 0.08  # share of API prompts that repeat another's long prefix
+    pii_share: float = 0.03  # share of API prompts carrying fake e-mails or phone numbers
+    n_train_labelers: int = 8  # the training panel (the paper hired ~40)
+    n_heldout_labelers: int = 4  # the held-out panel used only for evaluation (paper §3.4)
+    labeler_noise: float = 0.12  # Plackett-Luce temperature on utility; tuned for ~73% inter-labeler agreement (§3.4)
+
+
+@dataclass
+class DataConfig:
+    """Data construction from the prompt pool (paper §3.2 and App. A)."""
+
+    dedupe_prefix_chars: int = 40  # prompts sharing a common prefix this long count as duplicates (paper: "long common prefix")
+    max_prompts_per_user: int = 200  # cap per user_id (paper §3.2: 200)
+    val_user_share: float = 0.1  # share of users whose prompts form the validation split
+    test_user_share: float = 0.1  # share of users whose prompts form the test split (held-out users)
+    max_prompt_chars: int = 400  # longer prompts are dropped
+    max_response_chars: int = 400  # longer demonstrations are dropped
+    split_ratio: list[int] = field(default_factory=lambda: [13, 33, 31])  # SFT : RM : PPO prompts (paper Table 6: 13k, 33k, 31k)
+    filter_pii: bool = True  # drop prompts with e-mails or phone numbers (paper §3.2)
+
+
+@dataclass
+class PretrainConfig:
+    """Tokenizer and the GPT-3 stand-in, pretrained from scratch on the world's web."""
+
+    base_model: str | None = None  # hub id or local path of a pretrained causal LM; if set, pretraining is skipped
+    vocab_size: int = 2048  # byte-level BPE vocabulary (GPT-3 used a 50k BPE)
+    n_layer: int = 4  # transformer blocks (Llama-style config)
+    n_embd: int = 192  # hidden size
+    n_head: int = 4  # attention heads
+    context: int = 256  # maximum sequence length in tokens
+    steps: int = 1500  # optimizer steps
+    batch_size: int = 16  # sequences per step
+    lr: float = 2e-3  # peak learning rate, cosine decay
+    warmup_steps: int = 50  # linear warm-up before the cosine
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # Adam betas (paper App. C: beta2 = 0.95)
+    weight_decay: float = 0.1  # AdamW weight decay
+    dropout: float = 0.0  # no dropout while pretraining
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning on labeler demonstrations (paper §3.5 and App. C.1)."""
+
+    epochs: int = 8  # passes over the demonstrations (paper: 16)
+    lr: float = 1e-3  # peak learning rate
+    lr_min_ratio: float = 0.1  # cosine decay to 10% of the peak (paper App. C.1)
+    warmup_steps: int = 0  # no warm-up (paper App. C.1)
+    batch_size: int = 16  # demonstrations per step (paper: 32)
+    dropout: float = 0.2  # residual dropout (paper App. C.1)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # Adam betas (paper App. C: beta2 = 0.95)
+    max_length: int = 256  # prompt + completion tokens
+    use_lora: bool = False  # train LoRA adapters instead of all weights
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scaling numerator
+    lora_dropout: float = 0.05  # dropout on the LoRA branch
+    load_in_4bit: bool = False  # QLoRA: load the base in 4-bit with bitsandbytes (CUDA only)
+
+
+@dataclass
+class RewardConfig:
+    """Rankings and the reward model (paper §3.5 "Reward modeling" and App. C.2)."""
+
+    k: int = 4  # completions ranked per prompt (paper: 4 to 9)
+    temperature: float = 1.0  # sampling temperature for the K completions
+    max_new_tokens: int = 48  # length bound of each completion
+    mode: str = "kwise"  # "kwise": all C(K,2) pairs of a prompt in one batch element (paper); "pairwise": independent pairs
+    epochs: int = 1  # the paper trains one epoch; more overfits (App. C.2)
+    lr: float = 5e-4  # peak learning rate, cosine decay
+    batch_size: int = 8  # prompts (each with K completions) per step (paper: 64)
+    max_length: int = 256  # prompt + completion tokens
+
+
+@dataclass
+class PPOConfig:
+    """PPO and PPO-ptx (paper §3.5 Eq. 2 and App. C.3)."""
+
+    ptx_coef: float = 0.0  # gamma in Eq. 2: weight of the pretraining loss; 0 is "PPO", > 0 is "PPO-ptx" (paper: 27.8)
+    ptx_ratio: int = 8  # pretraining examples per RL episode over the run (paper App. C.3: 8x)
+    kl_coef: float = 0.02  # beta in Eq. 2: per-token KL penalty against the SFT model (paper App. C.3: 0.02)
+    iterations: int = 40  # PPO iterations (rollout + update)
+    batch_size: int = 64  # episodes per iteration (paper: 512)
+    mini_batch_size: int = 16  # episodes per gradient step (paper: 64)
+    ppo_epochs: int = 1  # passes over each batch (paper: 1)
+    lr: float = 1e-4  # policy learning rate after warm-up
+    value_lr: float = 1e-4  # value model learning rate (the paper gives it its own)
+    warmup_iters: int = 10  # LR warm-up from lr/10 over the first iterations, then constant (paper App. C.3)
+    gamma: float = 1.0  # GAE discount (paper: 1)
+    lam: float = 0.95  # GAE lambda (paper: 0.95)
+    cliprange: float = 0.2  # PPO clip epsilon (paper: 0.2)
+    cliprange_value: float = 0.2  # value-loss clip
+    vf_coef: float = 0.5  # value-loss weight
+    temperature: float = 1.0  # rollout sampling temperature (paper: 1)
+    max_new_tokens: int = 48  # rollout response length bound
+    missing_eos_penalty: float = 1.0  # subtracted from the score of a response that never emits EOS
+    ema_decay: float = 0.992  # EMA of the policy weights, saved beside the raw policy (paper App. C.3)
+    reward_source: str = "rm"  # "rm": the trained reward model; "gold": the world's gold score (debugging)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation (paper §4)."""
+
+    n_prompts: int = 200  # held-out test prompts per policy
+    best_of_n: int = 16  # n for the best-of-n baseline
+    bootstrap: int = 1000  # bootstrap resamples for the 95% intervals
+    max_new_tokens: int = 48  # response length bound
+    temperature: float = 0.0  # 0 = greedy decoding for evaluation
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs. Stages read their section; the resolved config lands in run_dir/config.yaml."""
+
+    profile: str = "tiny"  # the profile this was loaded from (informative)
+    run_dir: str = "runs/tiny"  # the run folder every stage reads and writes
+    seed: int = 0  # seed for training stages (the world has its own)
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    world: WorldConfig = field(default_factory=WorldConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Short hash of the resolved config, recorded beside results."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+SECTIONS = {"world": WorldConfig, "data": DataConfig, "pretrain": PretrainConfig, "sft": SFTConfig,
+            "reward": RewardConfig, "ppo": PPOConfig, "eval": EvalConfig}
+
+
+def profiles() -> list[str]:
+    """Names of the shipped profiles."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict:
+    path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        hint = difflib.get_close_matches(name, profiles(), n=3)
+        raise ConfigError(f"no profile {name!r} (looked for {path}); shipped profiles: {', '.join(profiles())}"
+                          + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a profile must be a mapping of keys to values, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if base in seen:
+        raise ConfigError(f"{path}: profiles inherit in a loop: {' -> '.join(seen + (base,))}")
+    return _merge(_read_profile(base, seen + (name,)), data)
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key.split(".")[-1], valid, n=3, cutoff=0.5)
+    msg = f"unknown config key {key!r}{where}"
+    msg += f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f"; valid keys: {', '.join(valid)}"
+    return ConfigError(msg)
+
+
+def _check_type(key: str, value, typ):
+    """Return value converted to typ (int -> float allowed), or raise a ConfigError naming key and type."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(key, value, a)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"config key {key!r} wants {_type_name(typ)}, got {value!r} ({type(value).__name__})")
+    if origin is list:
+        (item,) = typing.get_args(typ)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} wants {_type_name(typ)}, got {value!r} ({type(value).__name__})")
+        return [_check_type(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is bool and isinstance(value, bool):
+        return value
+    if typ in (int, float, str) and isinstance(value, typ) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"config key {key!r} wants {_type_name(typ)}, got {value!r} ({type(value).__name__})")
+
+
+def _type_name(typ) -> str:
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(typ))
+    if typing.get_origin(typ) is list:
+        return f"a list of {_type_name(typing.get_args(typ)[0])}"
+    return {type(None): "null", int: "an int", float: "a float", bool: "true/false", str: "a string"}.get(typ, str(typ))
+
+
+def _build(cls, values: dict, prefix: str, where: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise _unknown(key, [f"{prefix}{n}" for n in names], where)
+        if k in SECTIONS and cls is RunConfig:
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key {key!r} is a section; give it a mapping of keys, got {v!r}{where}")
+            kwargs[k] = _build(SECTIONS[k], v, f"{k}.", where)
+        else:
+            try:
+                kwargs[k] = _check_type(key, v, hints[k])
+            except ConfigError as e:
+                raise ConfigError(f"{e}{where}") from None
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """'ppo.kl_coef=0.05' -> (['ppo', 'kl_coef'], 0.05). The value is read as YAML (numbers, true/false, null, lists)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. ppo.kl_coef=0.05)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has no key before '='")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def load_config(profile: str = "tiny", overrides: list[str] | tuple[str, ...] = (), smoke: bool = False,
+                **sections) -> RunConfig:
+    """Load a profile, lay the smoke sizes and the overrides over it, and check every key and type.
+
+    `overrides` are 'dotted.key=value' strings (the CLI's); keyword arguments are top-level fields
+    (`seed=1`) or sections given as dicts (`ppo={"kl_coef": 0.05}`).
+    """
+    data = _read_profile(profile)
+    if smoke:
+        data = _merge(data, _read_profile("smoke"))
+    data = _merge(data, sections)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            if part not in SECTIONS or node is not data:
+                raise _unknown(".".join(path), _all_keys(), "")
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    data.setdefault("profile", Path(profile).stem)
+    return _build(RunConfig, data, "", f" (profile {profile!r})")
+
+
+def _all_keys() -> list[str]:
+    keys = [f.name for f in dataclasses.fields(RunConfig) if f.name not in SECTIONS]
+    for name, cls in SECTIONS.items():
+        keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def save_config(cfg: RunConfig, path: str | Path | None = None) -> Path:
+    """Write the resolved config as YAML (atomically) into the run folder, or to `path`."""
+    from igpt.io import atomic_write_text
+
+    path = Path(path) if path else cfg.path / "config.yaml"
+    return atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def config_from_run(run_dir: str | Path) -> RunConfig:
+    """Read back the resolved config a run folder was made with."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: is {run_dir} a run folder? Run `igpt world --run-dir {run_dir}` first.")
+    data = yaml.safe_load(path.read_text()) or {}
+    return _build(RunConfig, data, "", f" (in {path})")
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The comment after each field in this file: the documentation the CLI prints."""
+    src = Path(__file__).read_text().splitlines()
+    docs, inside = {}, False
+    for line in src:
+        if line.startswith(f"class {cls.__name__}"):
+            inside = True
+            continue
+        if inside and line.startswith("class "):
+            break
+        if inside and ":" in line and "#" in line and line.startswith("    ") and not line.startswith("     "):
+            name = line.strip().split(":")[0]
+            docs[name] = line.split("#", 1)[1].strip()
+    return docs
+
+
+def env_device(cfg: RunConfig) -> str:
+    """Resolve cfg.device ('auto' picks CUDA when present)."""
+    if cfg.device != "auto":
+        return cfg.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() and not os.environ.get("IGPT_FORCE_CPU") else "cpu"
