@@ -68,6 +68,12 @@ class DataConfig:
     max_response_chars: int = 400  # longer demonstrations are dropped
     split_ratio: list[int] = field(default_factory=lambda: [13, 33, 31])  # SFT : RM : PPO prompts (paper Table 6: 13k, 33k, 31k)
     filter_pii: bool = True  # drop prompts with e-mails or phone numbers (paper §3.2)
+    prompts_file: str | None = None  # your prompt pool (file or hub name) instead of the world's; same dedupe/cap/splits (igpt)
+    demonstrations_file: str | None = None  # your demonstrations instead of the training panel's (igpt)
+    rankings_file: str | None = None  # your rankings (HH-RLHF, summarize-from-feedback, TRL, canonical) for the RM stage (igpt)
+    pretrain_file: str | None = None  # your pretraining text (.txt or {text} rows) instead of the world's web (igpt)
+    allow_hub: bool = False  # let the *_file fields name Hugging Face hub datasets (downloads); off: local files only (igpt)
+    hub_split: str = "train"  # split read from a hub dataset or a saved dataset folder (igpt)
 
 
 @dataclass
@@ -167,6 +173,7 @@ class RunConfig:
     run_dir: str = "runs/tiny"  # the run folder every stage reads and writes
     seed: int = 0  # seed for training stages (the world has its own)
     device: str = "auto"  # "auto", "cpu" or "cuda"
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" for training (bf16 needs a GPU that has it)
     world: WorldConfig = field(default_factory=WorldConfig)
     data: DataConfig = field(default_factory=DataConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -374,3 +381,19 @@ def env_device(cfg: RunConfig) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() and not os.environ.get("IGPT_FORCE_CPU") else "cpu"
+
+
+def check_run_dir(cfg: RunConfig) -> None:
+    """Refuse to mix runs: a run folder whose world was built from another world config is not reused."""
+    path = cfg.path / "config.yaml"
+    if not path.is_file() or not (cfg.path / "world").exists():
+        return
+    try:
+        old = config_from_run(cfg.path)
+    except ConfigError as e:
+        raise ConfigError(f"{path} was written by an incompatible igpt config ({e}); "
+                          f"use a new --run-dir or delete {cfg.path}") from None
+    if old.world != cfg.world:
+        diff = [k for k in old.world.__dataclass_fields__ if getattr(old.world, k) != getattr(cfg.world, k)]
+        raise ConfigError(f"{cfg.path} holds a world built with other settings (world.{', world.'.join(diff)} differ); "
+                          f"every later stage depends on it. Use a new --run-dir, or delete {cfg.path} to rebuild.")

@@ -1,0 +1,53 @@
+# igpt — two commands: `make demo` runs the whole pipeline, `make test` runs the test suite.
+# Both create .venv if it is missing and install what a fresh machine needs; re-running is cheap.
+#
+# torch: on a machine without a GPU, a plain `pip install torch` pulls a multi-GB CUDA build. We install
+# torch first, from TORCH_SPEC (and TORCH_INDEX when set), so the rest of the install finds it satisfied:
+#   make demo                                                     # torch==2.13.0 (a CPU wheel is found locally here)
+#   make demo TORCH_SPEC=torch TORCH_INDEX=https://download.pytorch.org/whl/cpu    # CPU wheel from PyTorch's index
+#   make demo TORCH_SPEC='torch>=2.13' TORCH_INDEX=https://download.pytorch.org/whl/cu128   # a CUDA build
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+EXTRAS ?= dev,notebook
+PROFILE ?= tiny
+RUN ?= runs/$(PROFILE)
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lab bench install lint clean-runs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -c "import torch; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The whole pipeline on the default profile, by executing the numbered notebooks in order.
+# Executed copies and an HTML report land in $(RUN)/notebooks/.
+demo: $(STAMP)
+	$(BIN)/igpt notebooks --config $(PROFILE) --run-dir $(RUN)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check igpt tests
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean-runs:
+	rm -rf runs/

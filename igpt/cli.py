@@ -1,0 +1,141 @@
+"""The `igpt` command: one subcommand per stage, each a thin call of the function the notebooks call.
+
+    igpt world    --config tiny --run-dir runs/tiny           # igpt.world.build(cfg.world, run/world)
+    igpt data     --config tiny --run-dir runs/tiny           # igpt.data.build(cfg)
+    igpt pretrain --config tiny --run-dir runs/tiny           # igpt.pretrain.train(cfg)
+    igpt sft      --config tiny --run-dir runs/tiny sft.epochs=2
+    igpt pipeline --config tiny --run-dir runs/x              # every stage in order
+    igpt notebooks --config tiny --run-dir runs/x [--smoke]   # execute notebooks/NN_*.ipynb in order
+
+Overrides are `section.key=value` (values read as YAML). An unknown key or a wrong type stops before any
+work with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from igpt.config import SECTIONS, RunConfig, check_run_dir, field_docs, load_config, profiles, save_config
+from igpt.errors import IgptError, StageError
+
+
+def _world(cfg: RunConfig) -> Path:
+    from igpt import world
+
+    return world.build(cfg.world, cfg.path / "world")
+
+
+def _data(cfg: RunConfig) -> Path:
+    from igpt import data
+
+    return data.build(cfg)
+
+
+def _pretrain(cfg: RunConfig) -> Path:
+    from igpt import pretrain
+
+    return pretrain.train(cfg)
+
+
+def _sft(cfg: RunConfig) -> Path:
+    from igpt import sft
+
+    return sft.train(cfg)
+
+
+# (name, function, config section shown in --help, one-line description)
+STAGES = [
+    ("world", _world, "world", "build the mini-world: knowledge base, web corpus, prompt pool, labelers"),
+    ("data", _data, "data", "construct the datasets: dedupe, per-user cap, user splits, PII filter, demonstrations"),
+    ("pretrain", _pretrain, "pretrain", "train the tokenizer and pretrain the base model (the GPT-3 stand-in)"),
+    ("sft", _sft, "sft", "supervised fine-tuning on demonstrations"),
+    # stages whose function is None are not built yet: the subcommand says so, `pipeline` stops before them
+    ("rm", None, "reward", "collect K-wise rankings and train the reward model"),
+    ("ppo", None, "ppo", "PPO / PPO-ptx against the reward model"),
+    ("eval", None, "eval", "evaluate every policy: win rates, truthfulness, ..."),
+]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="tiny", help=f"profile name or YAML path (shipped: {', '.join(profiles())})")
+    p.add_argument("--run-dir", default=None, help="run folder (default: the profile's run_dir, e.g. runs/tiny)")
+    p.add_argument("--smoke", action="store_true", help="lay configs/smoke.yaml over the profile (test-sized)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. ppo.kl_coef=0.05")
+
+
+def _section_help(section: str) -> str:
+    cls = SECTIONS[section]
+    docs = field_docs(cls)
+    lines = [f"config keys ({section}.*):"]
+    for name, doc in docs.items():
+        default = getattr(cls(), name)
+        lines.append(f"  {section}.{name} = {default!r}\n      {doc}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="igpt", description="InstructGPT end to end: a stage per subcommand.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, _, section, desc in STAGES:
+        p = sub.add_parser(name, help=desc, description=desc, epilog=_section_help(section),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_common(p)
+    p = sub.add_parser("pipeline", help="run every available stage in order", description="run every stage in order")
+    _add_common(p)
+    p = sub.add_parser("notebooks", help="execute the numbered notebooks in order (what `make demo` runs)",
+                       description="execute notebooks/NN_*.ipynb headlessly; executed copies and HTML go to "
+                                   "<run-dir>/notebooks/")
+    _add_common(p)
+    p.add_argument("--only", default=None, help="comma-separated notebook numbers to run, e.g. 00,01")
+    p = sub.add_parser("config", help="print the resolved config as YAML", description="print the resolved config")
+    _add_common(p)
+    return parser
+
+
+def resolve(args) -> RunConfig:
+    overrides = list(args.overrides)
+    if args.run_dir:
+        overrides.append(f"run_dir={args.run_dir}")
+    return load_config(args.config, overrides=overrides, smoke=args.smoke)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = resolve(args)
+        if args.command == "config":
+            import yaml
+
+            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            return 0
+        if args.command == "notebooks":
+            from igpt.notebooks import run_notebooks
+
+            only = args.only.split(",") if args.only else None
+            run_notebooks(cfg, smoke=args.smoke, only=only)
+            return 0
+        todo = [s for s in STAGES if args.command in (s[0], "pipeline")]
+        for name, fn, _, _ in todo:
+            if fn is None and args.command == "pipeline":
+                print(f"[igpt] stage {name}: not built yet in this version, the pipeline stops here")
+                break
+            if fn is None:
+                raise StageError(f"stage {name!r} is not built yet in this version of igpt (see the README's roadmap)")
+            check_run_dir(cfg)
+            save_config(cfg)
+            t0 = time.time()
+            print(f"[igpt] stage {name} -> {cfg.run_dir}", flush=True)
+            out = fn(cfg)
+            print(f"[igpt] stage {name} done in {time.time() - t0:.1f}s: {out}", flush=True)
+        return 0
+    except IgptError as e:
+        print(f"igpt: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

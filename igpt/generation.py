@@ -1,0 +1,67 @@
+"""Sampling from a causal LM in the one prompt format: batched, left-padded, cut at the first EOS.
+
+Every later stage samples through `generate`: SFT's evaluation, the K completions the labelers rank, PPO's
+rollouts (through `generate_ids`, which also returns the token ids) and the evaluation of each policy.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from igpt.prompting import clean_response, format_prompt
+
+
+@torch.no_grad()
+def generate_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch. Returns (query, response, response_mask):
+    query (B, Tq) left-padded prompt ids; response (B, Tr) generated ids, padded with pad_token_id after EOS;
+    response_mask (B, Tr) 1.0 on generated tokens up to and including the first EOS, 0.0 after it.
+    """
+    device = next(model.parameters()).device
+    enc = tokenizer([format_prompt(p) for p in prompts], return_tensors="pt", padding=True,
+                    add_special_tokens=False).to(device)
+    sample = temperature > 0
+    out = model.generate(
+        **enc,
+        max_new_tokens=max_new_tokens,
+        do_sample=sample,
+        temperature=temperature if sample else None,
+        top_k=top_k if sample else None,
+        top_p=1.0 if sample else None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    query = enc["input_ids"]  # (B, Tq)
+    response = out[:, query.shape[1]:]  # (B, Tr)
+    is_eos = response == tokenizer.eos_token_id
+    # positions after the first EOS are padding: mask = 1 up to and including the first EOS
+    after_eos = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0
+    response_mask = (~after_eos).float()  # (B, Tr)
+    response = response.masked_fill(after_eos, tokenizer.pad_token_id)
+    return query, response, response_mask
+
+
+def decode_responses(tokenizer, response: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
+    """Text of each response (EOS and padding dropped, invented turn markers cut)."""
+    texts = []
+    for ids, mask in zip(response.tolist(), response_mask.tolist()):
+        keep = [t for t, m in zip(ids, mask) if m > 0 and t != tokenizer.eos_token_id]
+        texts.append(clean_response(tokenizer.decode(keep, skip_special_tokens=True)))
+    return texts
+
+
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.0,
+             batch_size: int = 32, seed: int | None = 0, progress: bool = True, desc: str = "generate") -> list[str]:
+    """Responses to `prompts` (text, in order). temperature 0 is greedy; seed makes sampling repeatable."""
+    was_training = model.training
+    model.eval()
+    if seed is not None:
+        torch.manual_seed(seed)
+    texts: list[str] = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
+        _, response, mask = generate_ids(model, tokenizer, prompts[i:i + batch_size], max_new_tokens, temperature)
+        texts.extend(decode_responses(tokenizer, response, mask))
+    model.train(was_training)
+    return texts

@@ -1,0 +1,117 @@
+"""Glue between igpt's configs and Hugging Face: training arguments, the metrics log, model loading.
+
+Stages build on the transformers `Trainer` (and TRL's `SFTTrainer`); this module keeps the few lines they share
+so each stage file reads as its own recipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback, TrainingArguments
+
+from igpt.config import RunConfig, env_device
+from igpt.errors import StageError
+from igpt.io import MetricsLogger
+
+
+def quiet() -> None:
+    """Silence library chatter that does not concern a notebook user (progress bars stay)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for name in ("transformers", "trl", "datasets", "accelerate", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|trl|torch|accelerate|peft)")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def trainer_kwargs(cfg: RunConfig, out_dir: Path) -> dict:
+    """TrainingArguments fields every stage shares: device, precision, seed, no external loggers."""
+    device = env_device(cfg)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise StageError(f"config device is 'cuda' (profile {cfg.profile!r}) but no CUDA device is visible; "
+                         "use device=cpu or run on a GPU machine")
+    wanted = dict(
+        output_dir=str(out_dir),
+        use_cpu=device == "cpu",
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        save_safetensors=True,  # transformers < 5 only; 5.x always writes safetensors
+    )
+    fields = set(TrainingArguments.__dataclass_fields__)
+    return {k: v for k, v in wanted.items() if k in fields}
+
+
+class MetricsCallback(TrainerCallback):
+    """Writes each Trainer log (loss, lr, eval_loss, ...) as one line of metrics.jsonl, with step and wall time.
+
+    Keys are prefixed with the stage (`pretrain/loss`, `sft/eval_loss`, ...) — the README's metric vocabulary.
+    """
+
+    def __init__(self, path: Path, prefix: str, resume_step: int | None = None):
+        self.logger = MetricsLogger(path, resume_from_step=resume_step)
+        self.prefix = prefix
+        self.t0 = time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        row = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time() - self.t0, 3)}
+        for k, v in logs.items():
+            if isinstance(v, (int, float)):
+                row[f"{self.prefix}/{k}"] = v
+        self.logger.log(row)
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    """The newest complete Trainer checkpoint in out_dir (a folder with trainer_state.json), or None."""
+    if not out_dir.is_dir():
+        return None
+    done = [p for p in out_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    if not done:
+        return None
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1])))
+
+
+def checkpoint_step(ckpt: str | None) -> int | None:
+    return int(Path(ckpt).name.split("-")[-1]) if ckpt else None
+
+
+def add_residual_dropout(model: torch.nn.Module, p: float) -> list:
+    """Dropout on each attention and MLP block's output before it joins the residual stream (GPT's "residual
+    dropout", used by InstructGPT SFT at p = 0.2, App. C.1). Llama-style configs have no such knob, so it is
+    added with forward hooks on the blocks' `self_attn` and `mlp` submodules; active only in train mode.
+    Returns the hook handles (call .remove() on each to take it off).
+    """
+    if p <= 0:
+        return []
+
+    def hook(module, inputs, output):
+        if not module.training:
+            return output
+        if isinstance(output, tuple):
+            return (torch.nn.functional.dropout(output[0], p, True),) + tuple(output[1:])
+        return torch.nn.functional.dropout(output, p, True)
+
+    handles = []
+    for name, module in model.named_modules():
+        # Llama/Qwen2/Mistral: model.layers.N.self_attn / .mlp; GPT-2: transformer.h.N.attn / .mlp
+        if name.endswith((".self_attn", ".mlp", ".attn")) and (".layers." in name or ".h." in name):
+            handles.append(module.register_forward_hook(hook))
+    if not handles:
+        raise StageError(f"could not find attention/MLP blocks to add residual dropout to in {type(model).__name__}; "
+                         "set sft.dropout=0")
+    return handles

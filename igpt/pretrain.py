@@ -1,0 +1,228 @@
+"""Stage 2: the GPT-3 stand-in. A byte-level BPE tokenizer and a small Llama-style model trained from scratch
+on the world's web corpus with the transformers Trainer.
+
+    igpt.pretrain.train(cfg) -> runs/<run>/base/      (and runs/<run>/tokenizer/)
+
+If `pretrain.base_model` names a pretrained model (hub id or local path), nothing is trained: that model is the
+base for every later stage (`base_path(cfg)`), and its tokenizer is the tokenizer.
+
+The paper's GPT-3 used a 50k BPE and Adam with beta2 = 0.95 and a cosine schedule (Brown et al. 2020, App. B);
+ours is the same recipe at ~2M parameters: the tiny profile trains in minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from igpt import hf
+from igpt.config import RunConfig
+from igpt.errors import StageError
+from igpt.io import atomic_dir, write_json
+
+EOS = "<|endoftext|>"
+PAD = "<|pad|>"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE on the corpus, wrapped as a PreTrainedTokenizerFast with EOS and PAD set (AutoTokenizer loads
+    it back). Byte-level means any string round-trips, including characters the corpus never had."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=None,
+                                   unk_token=None, clean_up_tokenization_spaces=False)
+    fast.padding_side = "left"  # generation pads on the left so every prompt ends where generation starts
+    return fast
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer of a run (or of a pretrained model), with a PAD token and left padding."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# model
+
+
+def model_config(cfg: RunConfig, vocab_size: int, eos_id: int, pad_id: int):
+    """A Llama-style decoder (RMSNorm, rotary positions, SwiGLU MLP) so LoRA, FSDP and vLLM work on it unchanged."""
+    from transformers import LlamaConfig
+
+    p = cfg.pretrain
+    if p.n_embd % p.n_head:
+        raise StageError(f"pretrain.n_embd ({p.n_embd}) must be divisible by pretrain.n_head ({p.n_head})")
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=p.n_embd,
+        intermediate_size=int(8 / 3 * p.n_embd / 16 + 0.5) * 16,  # Llama's 8/3 * d, rounded to 16
+        num_hidden_layers=p.n_layer,
+        num_attention_heads=p.n_head,
+        num_key_value_heads=p.n_head,
+        max_position_embeddings=p.context,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,  # at this size the embedding is a large share of the parameters
+        attention_dropout=p.dropout,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        bos_token_id=None,
+    )
+
+
+def base_path(cfg: RunConfig) -> Path | str:
+    """Where the base model lives: the configured pretrained model, or the one this stage trained."""
+    if cfg.pretrain.base_model:
+        return cfg.pretrain.base_model
+    path = cfg.path / "base"
+    if not (path / "config.json").is_file():
+        raise StageError(f"{path} has no model: run `igpt pretrain --run-dir {cfg.run_dir}` (notebook 02) first")
+    return path
+
+
+def tokenizer_path(cfg: RunConfig) -> Path | str:
+    return cfg.pretrain.base_model or cfg.path / "tokenizer"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+
+
+def pack(texts: list[str], tokenizer, block: int) -> list[list[int]]:
+    """Concatenate documents separated by EOS and cut into blocks of `block` tokens (the last partial one dropped;
+    GPT-3 also trained on full context windows)."""
+    ids: list[int] = []
+    for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids.extend(enc)
+        ids.append(tokenizer.eos_token_id)
+    n = len(ids) // block
+    return [ids[i * block:(i + 1) * block] for i in range(n)]
+
+
+def load_corpus(cfg: RunConfig) -> tuple[list[str], list[str]]:
+    from igpt import data
+
+    ds = data.load(cfg, "pretrain")
+    return list(ds["train"]["text"]), list(ds["validation"]["text"])
+
+
+@torch.no_grad()
+def eval_loss(model, blocks: list[list[int]], batch_size: int = 16, max_blocks: int = 256) -> float:
+    """Mean next-token cross-entropy over (up to `max_blocks` of) the held-out blocks: the pretraining validation
+    loss the alignment tax is measured with."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    blocks = blocks[:max_blocks]
+    for i in range(0, len(blocks), batch_size):
+        x = torch.tensor(blocks[i:i + batch_size], device=device)  # (B, T)
+        out = model(input_ids=x, labels=x)
+        n = x.numel() - x.shape[0]  # predicted positions
+        total += out.loss.item() * n
+        count += n
+    return total / max(count, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the stage
+
+
+def train(cfg: RunConfig) -> Path:
+    """Train the tokenizer and the base model; write runs/<run>/tokenizer/ and runs/<run>/base/. Resumable: an
+    interrupted run continues from its last Trainer checkpoint in runs/<run>/logs/pretrain/."""
+    hf.quiet()
+    from datasets import Dataset
+    from transformers import DataCollatorForLanguageModeling, LlamaForCausalLM, Trainer, TrainingArguments
+
+    p = cfg.pretrain
+    if p.base_model:
+        print(f"[igpt] pretrain: using the pretrained model {p.base_model!r}; nothing to train")
+        return Path(p.base_model)
+    torch.manual_seed(cfg.seed)
+    train_texts, val_texts = load_corpus(cfg)
+
+    tok_dir = cfg.path / "tokenizer"
+    if (tok_dir / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer(tok_dir)  # resuming: the tokenizer must be the one the checkpoint saw
+    else:
+        tokenizer = train_tokenizer(train_texts, p.vocab_size)
+        with atomic_dir(tok_dir) as tmp:
+            tokenizer.save_pretrained(tmp)
+
+    train_blocks = pack(train_texts, tokenizer, p.context)
+    val_blocks = pack(val_texts, tokenizer, p.context)
+    if not train_blocks or not val_blocks:
+        raise StageError(f"the corpus is too small for one block of {p.context} tokens per split; "
+                         "raise world.corpus_docs or lower pretrain.context")
+
+    mcfg = model_config(cfg, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
+    model = LlamaForCausalLM(mcfg)
+    n_params = sum(t.numel() for t in model.parameters())
+
+    work = cfg.path / "logs" / "pretrain"
+    args = TrainingArguments(
+        **hf.trainer_kwargs(cfg, work),
+        max_steps=p.steps,
+        per_device_train_batch_size=p.batch_size,
+        learning_rate=p.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=p.warmup_steps,
+        adam_beta1=p.betas[0],
+        adam_beta2=p.betas[1],
+        weight_decay=p.weight_decay,
+        max_grad_norm=1.0,
+        logging_steps=max(1, p.steps // 50),
+        save_strategy="steps",
+        save_steps=max(1, p.steps // 5),
+        save_total_limit=1,
+    )
+    ckpt = hf.last_checkpoint(work)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict({"input_ids": train_blocks}),
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=[hf.MetricsCallback(cfg.path / "base_metrics.jsonl", "pretrain", hf.checkpoint_step(ckpt))],
+    )
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=ckpt)
+    seconds = time.time() - t0
+    val = eval_loss(model, val_blocks)
+    tokens = (p.steps - (hf.checkpoint_step(ckpt) or 0)) * p.batch_size * p.context
+
+    out = cfg.path / "base"
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "summary.json", {
+            "parameters": n_params,
+            "val_loss": val,
+            "val_perplexity": math.exp(val),
+            "train_loss": trainer.state.log_history[-1].get("train_loss"),
+            "train_blocks": len(train_blocks),
+            "val_blocks": len(val_blocks),
+            "tokens_seen": p.steps * p.batch_size * p.context,
+            "tokens_per_second": tokens / seconds,
+            "seconds": seconds,
+            "vocab_size": len(tokenizer),
+        })
+    print(f"[igpt] pretrain: {n_params / 1e6:.2f}M parameters, val loss {val:.3f}, {tokens / seconds:.0f} tokens/s")
+    return out

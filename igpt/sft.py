@@ -1,0 +1,190 @@
+"""Stage 3: supervised fine-tuning on labeler demonstrations (InstructGPT §3.5 "Supervised fine-tuning",
+App. C.1) with TRL's SFTTrainer, the loss on the completion only.
+
+    igpt.sft.train(cfg) -> runs/<run>/sft/
+
+The paper's recipe, scaled: cosine decay to 10% of the peak LR, no warm-up, residual dropout 0.2, Adam
+beta2 = 0.95, many epochs (16 in the paper). The paper picked the epoch by the reward model's score on
+validation prompts although validation loss was already rising (it overfits after one epoch); before a reward
+model exists we can only pick by validation loss, which is what this stage does.
+
+After training it answers held-out prompts (held-out users) with the base and the SFT model and scores both
+with the world's gold score: runs/<run>/sft/summary.json holds the difference with a bootstrap 95% interval,
+the gold score per category, and the pretraining validation loss of both (the first sight of the alignment tax).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from igpt import hf
+from igpt.config import RunConfig
+from igpt.errors import StageError
+from igpt.generation import generate
+from igpt.io import atomic_dir, write_json, write_jsonl
+from igpt.pretrain import base_path, eval_loss, load_corpus, load_tokenizer, pack, tokenizer_path
+from igpt.prompting import format_prompt
+from igpt.stats import bootstrap_ci, paired_diff_ci
+
+
+def to_prompt_completion(rows) -> dict[str, list[str]]:
+    """Demonstrations -> TRL's prompt-completion format in igpt's prompt format. TRL appends EOS to the completion
+    and, with completion_only_loss, masks the prompt tokens out of the loss (labels -100)."""
+    return {"prompt": [format_prompt(r["prompt"]) for r in rows],
+            "completion": [" " + r["completion"].strip() for r in rows]}
+
+
+def load_causal_lm(path: str | Path, cfg: RunConfig | None = None):
+    """A causal LM from a run folder or the hub: a full model, or a LoRA adapter on its base (peft)."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path) if Path(str(path)).exists() else path
+    if isinstance(path, Path) and (path / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        return AutoPeftModelForCausalLM.from_pretrained(str(path))
+    kwargs = {}
+    if cfg is not None and cfg.sft.load_in_4bit:
+        if not torch.cuda.is_available():
+            raise StageError("sft.load_in_4bit (QLoRA) needs a CUDA device and bitsandbytes; "
+                             "set sft.load_in_4bit=false on a CPU machine")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+    if cfg is not None and cfg.precision == "bf16":
+        kwargs["dtype"] = torch.bfloat16
+    return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+
+
+def _sft_args(cfg: RunConfig, work: Path):
+    from trl import SFTConfig as TRLSFTConfig
+
+    s = cfg.sft
+    return TRLSFTConfig(
+        **hf.trainer_kwargs(cfg, work),
+        num_train_epochs=s.epochs,
+        per_device_train_batch_size=s.batch_size,
+        per_device_eval_batch_size=s.batch_size,
+        learning_rate=s.lr,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": s.lr_min_ratio},  # decay to 10% of the peak (App. C.1)
+        warmup_steps=s.warmup_steps,
+        adam_beta1=s.betas[0],
+        adam_beta2=s.betas[1],
+        max_length=s.max_length,
+        completion_only_loss=True,
+        packing=False,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,  # the epoch with the lowest validation loss
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=5,
+        dataset_num_proc=None,
+    )
+
+
+def compare_with_base(cfg: RunConfig, sft_model, tokenizer, n: int | None = None) -> tuple[dict, list[dict]]:
+    """Gold score of base vs SFT answers on held-out prompts (held-out users), plus pretraining validation loss.
+    Returns (summary, samples)."""
+    from igpt import data, world
+
+    w = world.load(cfg.path / "world")
+    rows = list(data.load(cfg, "eval_prompts")["test"])[: n or cfg.eval.n_prompts]
+    prompts = [r["prompt"] for r in rows]
+    base = load_causal_lm(base_path(cfg), cfg).to(next(sft_model.parameters()).device)
+    e = cfg.eval
+    answers = {
+        "base": generate(base, tokenizer, prompts, e.max_new_tokens, e.temperature, desc="base answers"),
+        "sft": generate(sft_model, tokenizer, prompts, e.max_new_tokens, e.temperature, desc="sft answers"),
+    }
+    gold = {k: [w.score(p, a).overall for p, a in zip(prompts, v)] for k, v in answers.items()}
+    _, val_texts = load_corpus(cfg)
+    val_blocks = pack(val_texts, tokenizer, cfg.pretrain.context)
+    summary = {"n_prompts": len(prompts), "policies": {}}
+    for name, model in (("base", base), ("sft", sft_model)):
+        mean, lo, hi = bootstrap_ci(gold[name], e.bootstrap, cfg.seed)
+        by_cat: dict[str, list[float]] = {}
+        for r, g in zip(rows, gold[name]):
+            by_cat.setdefault(r["category"], []).append(g)
+        summary["policies"][name] = {
+            "gold_overall": mean, "ci95": [lo, hi],
+            "gold_by_category": {c: sum(v) / len(v) for c, v in sorted(by_cat.items())},
+            "pretrain_val_loss": eval_loss(model, val_blocks),
+        }
+    d, lo, hi = paired_diff_ci(gold["sft"], gold["base"], e.bootstrap, cfg.seed)
+    summary["sft_minus_base"] = {"mean": d, "ci95": [lo, hi]}
+    samples = [{"id": r["id"], "category": r["category"], "prompt": p, "base": answers["base"][i],
+                "sft": answers["sft"][i], "gold_base": gold["base"][i], "gold_sft": gold["sft"][i]}
+               for i, (r, p) in enumerate(zip(rows, prompts))]
+    return summary, samples
+
+
+def train(cfg: RunConfig) -> Path:
+    """Fine-tune the base model on the demonstrations; write runs/<run>/sft/ (model, tokenizer, summary.json,
+    samples.jsonl). Resumable from the last epoch checkpoint in runs/<run>/logs/sft/."""
+    hf.quiet()
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from igpt import data
+
+    torch.manual_seed(cfg.seed)
+    s = cfg.sft
+    tokenizer = load_tokenizer(tokenizer_path(cfg))
+    tokenizer.padding_side = "right"  # training pads on the right; generation switches back to left
+    demos = data.load(cfg, "sft")
+    if len(demos["train"]) == 0:
+        raise StageError(f"{cfg.path / 'data' / 'sft'} has no training demonstrations; rebuild with `igpt data`")
+    model = load_causal_lm(base_path(cfg), cfg)
+    peft_config = None
+    if s.use_lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(task_type="CAUSAL_LM", r=s.lora_r, lora_alpha=s.lora_alpha,
+                                 lora_dropout=s.lora_dropout, target_modules="all-linear")
+    hooks = hf.add_residual_dropout(model, s.dropout)
+
+    work = cfg.path / "logs" / "sft"
+    ckpt = hf.last_checkpoint(work)
+    trainer = SFTTrainer(
+        model=model,
+        args=_sft_args(cfg, work),
+        train_dataset=Dataset.from_dict(to_prompt_completion(demos["train"])),
+        eval_dataset=Dataset.from_dict(to_prompt_completion(demos["validation"])),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[hf.MetricsCallback(cfg.path / "sft_metrics.jsonl", "sft", hf.checkpoint_step(ckpt))],
+    )
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=ckpt)
+    seconds = time.time() - t0
+    for h in hooks:
+        h.remove()
+    model = trainer.model.eval()
+    tokenizer.padding_side = "left"
+
+    summary, samples = compare_with_base(cfg, model, tokenizer)
+    history = [h for h in trainer.state.log_history if "eval_loss" in h]
+    summary.update({
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "eval_loss_by_epoch": [h["eval_loss"] for h in history],
+        "train_seconds": seconds,
+        "train_examples": len(demos["train"]),
+        "parameters_trained": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    })
+    out = cfg.path / "sft"
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "summary.json", summary)
+        write_jsonl(tmp / "samples.jsonl", samples)
+    sb = summary["policies"]
+    print(f"[igpt] sft: gold {sb['base']['gold_overall']:.3f} (base) -> {sb['sft']['gold_overall']:.3f} (sft), "
+          f"diff {summary['sft_minus_base']['mean']:+.3f} CI {summary['sft_minus_base']['ci95']}")
+    return out
