@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             from igpt.notebooks import run_notebooks
 
             only = args.only.split(",") if args.only else None
-            run_notebooks(cfg, smoke=args.smoke, only=only)
+            run_notebooks(args.config, smoke=args.smoke, run_dir=cfg.run_dir, overrides=args.overrides, only=only)
             return 0
         todo = [s for s in STAGES if args.command in (s[0], "pipeline")]
         for name, fn, _, _ in todo:

@@ -53,7 +53,7 @@ class WorldConfig:
     pii_share: float = 0.03  # share of API prompts carrying fake e-mails or phone numbers
     n_train_labelers: int = 8  # the training panel (the paper hired ~40)
     n_heldout_labelers: int = 4  # the held-out panel used only for evaluation (paper §3.4)
-    labeler_noise: float = 0.12  # Plackett-Luce temperature on utility; tuned for ~73% inter-labeler agreement (§3.4)
+    labeler_noise: float = 0.11  # Plackett-Luce temperature on utility; tuned for ~73% inter-labeler agreement (§3.4)
 
 
 @dataclass

@@ -30,8 +30,35 @@ def quiet() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars; the Trainer's bar stays
+    import datasets
+
+    datasets.disable_progress_bars()  # one bar per .map() call is noise in a notebook
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|trl|torch|accelerate|peft)")
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def load_causal_lm(path: str | Path, cfg: RunConfig | None = None):
+    """A causal LM from a run folder or the hub: a full model, or a LoRA adapter on its base (peft)."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path) if Path(str(path)).exists() else path
+    if isinstance(path, Path) and (path / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        return AutoPeftModelForCausalLM.from_pretrained(str(path))
+    kwargs = {}
+    if cfg is not None and cfg.sft.load_in_4bit:
+        if not torch.cuda.is_available():
+            raise StageError("sft.load_in_4bit (QLoRA) needs a CUDA device and bitsandbytes; "
+                             "set sft.load_in_4bit=false on a CPU machine")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+    if cfg is not None and cfg.precision == "bf16":
+        kwargs["dtype"] = torch.bfloat16
+    return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
 
 
 def trainer_kwargs(cfg: RunConfig, out_dir: Path) -> dict:

@@ -2,7 +2,7 @@
 
 Each notebook's first code cell is tagged `parameters` (papermill's convention) and holds
 
-    PROFILE: str = "tiny"   # config profile
+    PROFILE: str = ""       # config profile, empty for $IGPT_PROFILE or else tiny
     SMOKE: bool = False     # True lays configs/smoke.yaml over it (test-sized)
     RUN_DIR: str = ""       # run folder, empty for the profile's run_dir
     OVERRIDES: list = []    # extra "section.key=value" overrides
@@ -14,6 +14,7 @@ papermill injects the values after that cell. Executed copies and an HTML render
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -32,9 +33,11 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def notebook_config(profile: str = "tiny", smoke: bool = False, run_dir: str = "",
+def notebook_config(profile: str = "", smoke: bool = False, run_dir: str = "",
                     overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """The config a notebook works with, from its parameters cell."""
+    """The config a notebook works with, from its parameters cell. An empty profile means $IGPT_PROFILE (set by
+    binder/start), else tiny."""
+    profile = profile or os.environ.get("IGPT_PROFILE") or "tiny"
     import plotly.io as pio
 
     # JupyterLab renders the plotly mimetype itself; write_html turns it into HTML for the report
@@ -43,15 +46,17 @@ def notebook_config(profile: str = "tiny", smoke: bool = False, run_dir: str = "
     return load_config(profile, overrides=extra, smoke=smoke)
 
 
-def run_notebooks(cfg: RunConfig, smoke: bool = False, only: list[str] | None = None,
-                  overrides: list[str] | tuple[str, ...] = (), html: bool = True) -> list[Path]:
-    """Execute the notebooks in order into cfg.path / "notebooks"; stop at the first that fails."""
+def run_notebooks(profile: str, smoke: bool = False, run_dir: str = "", overrides: list[str] | tuple[str, ...] = (),
+                  only: list[str] | None = None, html: bool = True) -> list[Path]:
+    """Execute the notebooks in order into <run>/notebooks; stop at the first that fails. The arguments are the
+    notebooks' parameters (the same as `igpt notebooks --config PROFILE [--smoke] --run-dir DIR key=value ...`)."""
+    cfg = notebook_config(profile, smoke, run_dir, overrides)  # checks the config before any kernel starts
     import papermill
 
     logging.getLogger("papermill").setLevel(logging.ERROR)
     out_dir = cfg.path.resolve() / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {"PROFILE": cfg.profile, "SMOKE": smoke, "RUN_DIR": str(cfg.path.resolve()),
+    params = {"PROFILE": profile, "SMOKE": smoke, "RUN_DIR": str(cfg.path.resolve()),
               "OVERRIDES": list(overrides)}
     done = []
     for nb in notebook_paths(only):

@@ -34,3 +34,39 @@ def pipeline_map() -> go.Figure:
     fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), title="igpt: InstructGPT's pipeline",
                       plot_bgcolor="white")
     return fig
+
+
+def training_curve(metrics_path, keys: list[str], title: str = "") -> go.Figure:
+    """Lines of the given metric keys over steps, from a <stage>_metrics.jsonl."""
+    from igpt.io import read_jsonl_lenient
+
+    rows = read_jsonl_lenient(metrics_path)
+    fig = go.Figure()
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=key)
+    fig.update_layout(title=title, xaxis_title="step", height=320, margin=dict(l=40, r=10, t=40, b=40))
+    return fig
+
+
+def bars_with_ci(names: list[str], means: list[float], cis: list[tuple[float, float]], title: str = "",
+                 yaxis: str = "") -> go.Figure:
+    """A bar per name with its 95% interval as error bars."""
+    fig = go.Figure(go.Bar(
+        x=names, y=means,
+        error_y=dict(type="data", symmetric=False, array=[hi - m for m, (_, hi) in zip(means, cis)],
+                     arrayminus=[m - lo for m, (lo, _) in zip(means, cis)]),
+    ))
+    fig.update_layout(title=title, yaxis_title=yaxis, height=320, margin=dict(l=40, r=10, t=40, b=40))
+    return fig
+
+
+def grouped_bars(groups: list[str], series: dict[str, list[float]], title: str = "", yaxis: str = "") -> go.Figure:
+    """Bars per group (e.g. category) for each series (e.g. policy)."""
+    fig = go.Figure()
+    for name, values in series.items():
+        fig.add_bar(x=groups, y=values, name=name)
+    fig.update_layout(barmode="group", title=title, yaxis_title=yaxis, height=340,
+                      margin=dict(l=40, r=10, t=40, b=80))
+    return fig

@@ -37,29 +37,6 @@ def to_prompt_completion(rows) -> dict[str, list[str]]:
             "completion": [" " + r["completion"].strip() for r in rows]}
 
 
-def load_causal_lm(path: str | Path, cfg: RunConfig | None = None):
-    """A causal LM from a run folder or the hub: a full model, or a LoRA adapter on its base (peft)."""
-    from transformers import AutoModelForCausalLM
-
-    path = Path(path) if Path(str(path)).exists() else path
-    if isinstance(path, Path) and (path / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
-        return AutoPeftModelForCausalLM.from_pretrained(str(path))
-    kwargs = {}
-    if cfg is not None and cfg.sft.load_in_4bit:
-        if not torch.cuda.is_available():
-            raise StageError("sft.load_in_4bit (QLoRA) needs a CUDA device and bitsandbytes; "
-                             "set sft.load_in_4bit=false on a CPU machine")
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=torch.bfloat16)
-    if cfg is not None and cfg.precision == "bf16":
-        kwargs["dtype"] = torch.bfloat16
-    return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-
-
 def _sft_args(cfg: RunConfig, work: Path):
     from trl import SFTConfig as TRLSFTConfig
 
@@ -97,7 +74,7 @@ def compare_with_base(cfg: RunConfig, sft_model, tokenizer, n: int | None = None
     w = world.load(cfg.path / "world")
     rows = list(data.load(cfg, "eval_prompts")["test"])[: n or cfg.eval.n_prompts]
     prompts = [r["prompt"] for r in rows]
-    base = load_causal_lm(base_path(cfg), cfg).to(next(sft_model.parameters()).device)
+    base = hf.load_causal_lm(base_path(cfg), cfg).to(next(sft_model.parameters()).device)
     e = cfg.eval
     answers = {
         "base": generate(base, tokenizer, prompts, e.max_new_tokens, e.temperature, desc="base answers"),
@@ -141,7 +118,7 @@ def train(cfg: RunConfig) -> Path:
     demos = data.load(cfg, "sft")
     if len(demos["train"]) == 0:
         raise StageError(f"{cfg.path / 'data' / 'sft'} has no training demonstrations; rebuild with `igpt data`")
-    model = load_causal_lm(base_path(cfg), cfg)
+    model = hf.load_causal_lm(base_path(cfg), cfg)
     peft_config = None
     if s.use_lora:
         from peft import LoraConfig

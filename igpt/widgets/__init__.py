@@ -1,0 +1,5 @@
+"""Notebook widgets. Each keeps its logic in a plain class, tested without a browser, and a thin ipywidgets view."""
+
+from igpt.widgets.ranking import FLAGS, RankingSession, RankingWidget, ranking_widget
+
+__all__ = ["FLAGS", "RankingSession", "RankingWidget", "ranking_widget"]
