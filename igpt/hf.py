@@ -103,6 +103,43 @@ class MetricsCallback(TrainerCallback):
         self.logger.log(row)
 
 
+class ProgressBar(TrainerCallback):
+    """One tqdm bar per training run with the latest loss as its postfix, instead of the Trainer printing a dict
+    per log step (a wall of text in a notebook). The full logs go to metrics.jsonl (MetricsCallback)."""
+
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm.auto import tqdm
+
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc, dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "eval_loss")})
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def tidy(trainer, desc: str):
+    """Swap the Trainer's printing callbacks for one progress bar (see ProgressBar)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(ProgressBar(desc))
+    return trainer
+
+
 def last_checkpoint(out_dir: Path) -> str | None:
     """The newest complete Trainer checkpoint in out_dir (a folder with trainer_state.json), or None."""
     if not out_dir.is_dir():

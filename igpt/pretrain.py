@@ -202,6 +202,7 @@ def train(cfg: RunConfig) -> Path:
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
         callbacks=[hf.MetricsCallback(cfg.path / "base_metrics.jsonl", "pretrain", hf.checkpoint_step(ckpt))],
     )
+    hf.tidy(trainer, "pretrain")
     t0 = time.time()
     trainer.train(resume_from_checkpoint=ckpt)
     seconds = time.time() - t0

@@ -138,6 +138,7 @@ def train(cfg: RunConfig) -> Path:
         peft_config=peft_config,
         callbacks=[hf.MetricsCallback(cfg.path / "sft_metrics.jsonl", "sft", hf.checkpoint_step(ckpt))],
     )
+    hf.tidy(trainer, "sft")
     t0 = time.time()
     trainer.train(resume_from_checkpoint=ckpt)
     seconds = time.time() - t0
