@@ -66,12 +66,11 @@ def _sft_args(cfg: RunConfig, work: Path):
     )
 
 
-def compare_with_base(cfg: RunConfig, sft_model, tokenizer, n: int | None = None) -> tuple[dict, list[dict]]:
-    """Gold score of base vs SFT answers on held-out prompts (held-out users), plus pretraining validation loss.
-    Returns (summary, samples)."""
-    from igpt import data, world
+def compare_with_base(cfg: RunConfig, w, sft_model, tokenizer, n: int | None = None) -> tuple[dict, list[dict]]:
+    """Gold score (world `w`) of base vs SFT answers on held-out prompts (held-out users), plus pretraining
+    validation loss. Returns (summary, samples)."""
+    from igpt import data
 
-    w = world.load(cfg.path / "world")
     rows = list(data.load(cfg, "eval_prompts")["test"])[: n or cfg.eval.n_prompts]
     prompts = [r["prompt"] for r in rows]
     base = hf.load_causal_lm(base_path(cfg), cfg).to(next(sft_model.parameters()).device)
@@ -109,10 +108,11 @@ def train(cfg: RunConfig) -> Path:
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from igpt import data
+    from igpt import data, world
 
     torch.manual_seed(cfg.seed)
     s = cfg.sft
+    w = world.load(cfg.path / "world")  # the gold score for the summary; fail now rather than after training
     tokenizer = load_tokenizer(tokenizer_path(cfg))
     tokenizer.padding_side = "right"  # training pads on the right; generation switches back to left
     demos = data.load(cfg, "sft")
@@ -147,7 +147,7 @@ def train(cfg: RunConfig) -> Path:
     model = trainer.model.eval()
     tokenizer.padding_side = "left"
 
-    summary, samples = compare_with_base(cfg, model, tokenizer)
+    summary, samples = compare_with_base(cfg, w, model, tokenizer)
     history = [h for h in trainer.state.log_history if "eval_loss" in h]
     summary.update({
         "best_checkpoint": trainer.state.best_model_checkpoint,

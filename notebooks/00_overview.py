@@ -30,7 +30,7 @@
 # **In:** nothing. **Out:** `runs/<run>/config.yaml` (the resolved config every stage reads).
 
 # %% tags=["parameters"]
-PROFILE: str = "tiny"  # config profile: tiny (CPU), lora (one GPU), full (many GPUs), paper (reference values)
+PROFILE: str = ""  # config profile: tiny (CPU), lora (one GPU), full (many GPUs), paper; empty for tiny
 SMOKE: bool = False  # True for test-sized world and models (seconds)
 RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
 OVERRIDES: list = []  # extra overrides such as ppo.kl_coef=0.05

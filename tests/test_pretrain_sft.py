@@ -1,0 +1,180 @@
+"""The base model and SFT at smoke size: tokenizer, completion-only loss mask, training moves every weight,
+outputs load with AutoModel*, the real-model path, resume."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import igpt
+from igpt import data, pretrain, sft, world
+from igpt.io import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A smoke run through world -> data -> pretrain -> sft (about half a minute on 2 cores)."""
+    path = tmp_path_factory.mktemp("run")
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={path}"])
+    world.build(cfg.world, path / "world")
+    data.build(cfg)
+    pretrain.train(cfg)
+    sft.train(cfg)
+    return cfg
+
+
+def test_tokenizer_round_trips_and_loads_with_autotokenizer(run):
+    tok = AutoTokenizer.from_pretrained(run.path / "tokenizer")
+    assert tok.eos_token == pretrain.EOS and tok.pad_token == pretrain.PAD and tok.pad_token_id != tok.eos_token_id
+    texts = ["User: where does anyone live?\nAssistant: i don't know.", "ünïcödé 123 — never seen", "  two  spaces"]
+    for text in texts:
+        assert tok.decode(tok(text)["input_ids"]) == text
+
+
+def test_pretraining_loss_goes_down_and_every_weight_moves(run):
+    rows = read_jsonl(run.path / "base_metrics.jsonl")
+    losses = [r["pretrain/loss"] for r in rows if "pretrain/loss" in r]
+    assert len(losses) >= 3 and losses[-1] < losses[0] - 0.5
+    tok = pretrain.load_tokenizer(run.path / "tokenizer")
+    torch.manual_seed(run.seed)  # the stage seeds the same way before building the model
+    init = AutoModelForCausalLM.from_config(pretrain.model_config(run, len(tok), tok.eos_token_id, tok.pad_token_id))
+    base = AutoModelForCausalLM.from_pretrained(run.path / "base")
+    for (name, p0), (_, p1) in zip(init.named_parameters(), base.named_parameters()):
+        assert not torch.equal(p0, p1), f"{name} did not change in pretraining"
+    summary = json.loads((run.path / "base" / "summary.json").read_text())
+    assert summary["val_loss"] < 6 and summary["parameters"] == sum(p.numel() for p in base.parameters())
+
+
+def test_sft_changes_every_weight_and_reports_against_base(run):
+    base = AutoModelForCausalLM.from_pretrained(run.path / "base")
+    tuned = AutoModelForCausalLM.from_pretrained(run.path / "sft")
+    for (name, p0), (_, p1) in zip(base.named_parameters(), tuned.named_parameters()):
+        assert not torch.equal(p0, p1), f"{name} did not change in SFT"
+    s = json.loads((run.path / "sft" / "summary.json").read_text())
+    assert set(s["policies"]) == {"base", "sft"}
+    for p in s["policies"].values():
+        lo, hi = p["ci95"]
+        assert lo <= p["gold_overall"] <= hi and p["pretrain_val_loss"] > 0
+    assert len(read_jsonl(run.path / "sft" / "samples.jsonl")) == s["n_prompts"] > 0
+
+
+def test_completion_only_loss_masks_the_prompt(run):
+    """Build TRL's collator on a few demonstrations and check which positions carry a label."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    tok = pretrain.load_tokenizer(run.path / "tokenizer")
+    tok.padding_side = "right"
+    rows = list(data.load(run, "sft")["train"])[:3]
+    ds = Dataset.from_dict(sft.to_prompt_completion(rows))
+    model = AutoModelForCausalLM.from_pretrained(run.path / "base")
+    trainer = SFTTrainer(model=model, args=sft._sft_args(run, run.path / "logs" / "mask-test"), train_dataset=ds,
+                         processing_class=tok)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    for i, r in enumerate(rows):
+        ids, labels = batch["input_ids"][i], batch["labels"][i]
+        n_prompt = len(tok(sft.format_prompt(r["prompt"]))["input_ids"])
+        assert (labels[:n_prompt] == -100).all(), "prompt tokens must not be trained on"
+        supervised = ids[labels != -100].tolist()
+        assert supervised[-1] == tok.eos_token_id, "the completion ends with EOS and EOS is trained on"
+        assert tok.decode(supervised[:-1]).strip() == r["completion"].strip()
+
+
+def test_generate_left_pads_and_stops_at_eos(run):
+    from igpt.generation import generate_ids
+
+    tok = pretrain.load_tokenizer(run.path / "sft")
+    model = AutoModelForCausalLM.from_pretrained(run.path / "sft")
+    q, r, m = generate_ids(model, tok, ["hi", "a much longer prompt than the first one"], 12, temperature=1.0)
+    assert q[0, 0] == tok.pad_token_id and q[1, 0] != tok.pad_token_id  # left padding
+    for row, mask in zip(r.tolist(), m.tolist()):
+        if tok.eos_token_id in row:
+            k = row.index(tok.eos_token_id)
+            assert mask[: k + 1] == [1.0] * (k + 1) and sum(mask[k + 1:]) == 0
+
+
+def test_real_model_path_skips_pretraining(run, tmp_path):
+    """A pretrained model given by path (a random Qwen2 here, never a download) is the base, tokenizer included."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = pretrain.load_tokenizer(run.path / "tokenizer")
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                         max_position_embeddings=256, eos_token_id=tok.eos_token_id,
+                                         pad_token_id=tok.pad_token_id, tie_word_embeddings=True))
+    model.save_pretrained(tmp_path / "qwen")
+    tok.save_pretrained(tmp_path / "qwen")
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path / 'run'}",
+                                                         f"pretrain.base_model={tmp_path / 'qwen'}"])
+    (tmp_path / "run").mkdir()
+    for name in ("world", "data"):  # reuse the smoke world and data
+        import shutil
+
+        shutil.copytree(run.path / name, tmp_path / "run" / name)
+    assert pretrain.train(cfg) == tmp_path / "qwen" and not (tmp_path / "run" / "base").exists()
+    out = sft.train(cfg)
+    tuned = AutoModelForCausalLM.from_pretrained(out)
+    assert type(tuned).__name__ == "Qwen2ForCausalLM"
+
+
+def test_residual_dropout_hooks_are_active_only_in_training(run):
+    from igpt.hf import add_residual_dropout
+
+    model = AutoModelForCausalLM.from_pretrained(run.path / "base")
+    x = torch.tensor([[5, 6, 7, 8]])
+    model.eval()
+    ref = model(x).logits
+    handles = add_residual_dropout(model, 0.5)
+    assert len(handles) == 2 * model.config.num_hidden_layers
+    assert torch.allclose(model(x).logits, ref)  # eval: no dropout
+    model.train()
+    assert not torch.allclose(model(x).logits, ref)
+    for h in handles:
+        h.remove()
+    assert torch.allclose(model(x).logits, ref)  # attention_dropout is 0 in pretraining configs
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "sft"])
+def test_an_interrupted_stage_resumes_to_the_same_weights(run, tmp_path, monkeypatch, stage):
+    """Crash right after a mid-run checkpoint, run the stage again: it resumes (model, optimizer, scheduler, RNG,
+    data position from the Trainer checkpoint) and ends with the weights of an uninterrupted run."""
+    import shutil
+
+    from transformers import TrainerCallback
+
+    from igpt import hf
+
+    over = ["pretrain.steps=10", "sft.epochs=3"]
+
+    def make(name):
+        cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path / name}", *over])
+        for part in ("world", "data") + (("tokenizer", "base") if stage == "sft" else ()):
+            shutil.copytree(run.path / part, tmp_path / name / part)
+        return cfg
+
+    def stage_fn(cfg):
+        return pretrain.train(cfg) if stage == "pretrain" else sft.train(cfg)
+
+    whole = stage_fn(make("whole"))
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps // 2:
+                raise RuntimeError("simulated crash")
+
+    tidy = hf.tidy
+    monkeypatch.setattr(hf, "tidy", lambda trainer, desc: tidy(trainer, desc).add_callback(Crash()) or trainer)
+    cfg = make("crashed")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        stage_fn(cfg)
+    out = cfg.path / ("base" if stage == "pretrain" else "sft")
+    assert not out.exists(), "nothing is published before the stage finishes"
+    monkeypatch.setattr(hf, "tidy", tidy)
+    resumed = stage_fn(cfg)
+    a = AutoModelForCausalLM.from_pretrained(whole)
+    b = AutoModelForCausalLM.from_pretrained(resumed)
+    for (name, p0), (_, p1) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.allclose(p0, p1, atol=1e-5), f"{name} differs after resume"
+    steps = [r["step"] for r in read_jsonl(cfg.path / f"{'base' if stage == 'pretrain' else 'sft'}_metrics.jsonl")]
+    assert steps == sorted(steps), "the metrics log holds no step twice after resuming"
