@@ -46,6 +46,12 @@ def _sft(cfg: RunConfig) -> Path:
     return sft.train(cfg)
 
 
+def _rm(cfg: RunConfig) -> Path:
+    from igpt import reward
+
+    return reward.train(cfg)
+
+
 # (name, function, config section shown in --help, one-line description)
 STAGES = [
     ("world", _world, "world", "build the mini-world: knowledge base, web corpus, prompt pool, labelers"),
@@ -53,7 +59,7 @@ STAGES = [
     ("pretrain", _pretrain, "pretrain", "train the tokenizer and pretrain the base model (the GPT-3 stand-in)"),
     ("sft", _sft, "sft", "supervised fine-tuning on demonstrations"),
     # stages whose function is None are not built yet: the subcommand says so, `pipeline` stops before them
-    ("rm", None, "reward", "collect K-wise rankings and train the reward model"),
+    ("rm", _rm, "reward", "collect K-wise rankings and train the reward model"),
     ("ppo", None, "ppo", "PPO / PPO-ptx against the reward model"),
     ("eval", None, "eval", "evaluate every policy: win rates, truthfulness, ..."),
 ]

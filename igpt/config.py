@@ -126,14 +126,17 @@ class RewardConfig:
     lr: float = 5e-4  # peak learning rate, cosine decay
     batch_size: int = 8  # prompts (each with K completions) per step (paper: 64)
     max_length: int = 256  # prompt + completion tokens
+    warmup_steps: int = 0  # linear warm-up before the cosine (App. C.2 gives none for the RM)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # Adam betas (paper App. C: beta2 = 0.95)
 
 
 @dataclass
 class PPOConfig:
     """PPO and PPO-ptx (paper §3.5 Eq. 2 and App. C.3)."""
 
-    ptx_coef: float = 0.0  # gamma in Eq. 2: weight of the pretraining loss; 0 is "PPO", > 0 is "PPO-ptx" (paper: 27.8)
+    ptx_coef: float = 1.0  # gamma in Eq. 2 for the PPO-ptx run (the plain PPO run uses 0); paper App. C.3: 27.8 for GPT-3, tiny value tuned in notebook 05
     ptx_ratio: int = 8  # pretraining examples per RL episode over the run (paper App. C.3: 8x)
+    ptx_block: int = 64  # tokens per pretraining example in the ptx term (the paper's were GPT-3 contexts)
     kl_coef: float = 0.02  # beta in Eq. 2: per-token KL penalty against the SFT model (paper App. C.3: 0.02)
     iterations: int = 40  # PPO iterations (rollout + update)
     batch_size: int = 64  # episodes per iteration (paper: 512)
@@ -152,6 +155,8 @@ class PPOConfig:
     missing_eos_penalty: float = 1.0  # subtracted from the score of a response that never emits EOS
     ema_decay: float = 0.992  # EMA of the policy weights, saved beside the raw policy (paper App. C.3)
     reward_source: str = "rm"  # "rm": the trained reward model; "gold": the world's gold score (debugging)
+    sample_every: int = 5  # log a few (prompt, response, score, per-token KL) samples every N iterations
+    save_every: int = 10  # checkpoint (policy, value, EMA, optimizer, RNG) every N iterations
 
 
 @dataclass

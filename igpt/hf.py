@@ -38,15 +38,16 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def load_causal_lm(path: str | Path, cfg: RunConfig | None = None):
-    """A causal LM from a run folder or the hub: a full model, or a LoRA adapter on its base (peft)."""
+def load_causal_lm(path: str | Path, cfg: RunConfig | None = None, trainable: bool = False):
+    """A causal LM from a run folder or the hub: a full model, or a LoRA adapter on its base (peft; the adapter
+    is trainable only when asked, e.g. for the PPO policy)."""
     from transformers import AutoModelForCausalLM
 
     path = Path(path) if Path(str(path)).exists() else path
     if isinstance(path, Path) and (path / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
-        return AutoPeftModelForCausalLM.from_pretrained(str(path))
+        return AutoPeftModelForCausalLM.from_pretrained(str(path), is_trainable=trainable)
     kwargs = {}
     if cfg is not None and cfg.sft.load_in_4bit:
         if not torch.cuda.is_available():

@@ -66,24 +66,23 @@ def _sft_args(cfg: RunConfig, work: Path):
     )
 
 
-def compare_with_base(cfg: RunConfig, w, sft_model, tokenizer, n: int | None = None) -> tuple[dict, list[dict]]:
-    """Gold score (world `w`) of base vs SFT answers on held-out prompts (held-out users), plus pretraining
-    validation loss. Returns (summary, samples)."""
+def compare_policies(cfg: RunConfig, w, models: dict, tokenizer, baseline: str) -> tuple[dict, list[dict]]:
+    """Answer held-out prompts (held-out users) greedily with each model, score the answers with the world's gold
+    score `w`, and measure each model's pretraining validation loss (the alignment tax). Returns (summary,
+    samples): summary["policies"][name] = gold mean, 95% CI, by category, val loss; summary["<name>_minus_<baseline>"]
+    = paired difference with its 95% CI. Shared by the SFT and PPO stages."""
     from igpt import data
 
-    rows = list(data.load(cfg, "eval_prompts")["test"])[: n or cfg.eval.n_prompts]
+    rows = list(data.load(cfg, "eval_prompts")["test"])[: cfg.eval.n_prompts]
     prompts = [r["prompt"] for r in rows]
-    base = hf.load_causal_lm(base_path(cfg), cfg).to(next(sft_model.parameters()).device)
     e = cfg.eval
-    answers = {
-        "base": generate(base, tokenizer, prompts, e.max_new_tokens, e.temperature, desc="base answers"),
-        "sft": generate(sft_model, tokenizer, prompts, e.max_new_tokens, e.temperature, desc="sft answers"),
-    }
+    answers = {name: generate(m, tokenizer, prompts, e.max_new_tokens, e.temperature, desc=f"{name} answers")
+               for name, m in models.items()}
     gold = {k: [w.score(p, a).overall for p, a in zip(prompts, v)] for k, v in answers.items()}
     _, val_texts = load_corpus(cfg)
     val_blocks = pack(val_texts, tokenizer, cfg.pretrain.context)
     summary = {"n_prompts": len(prompts), "policies": {}}
-    for name, model in (("base", base), ("sft", sft_model)):
+    for name, model in models.items():
         mean, lo, hi = bootstrap_ci(gold[name], e.bootstrap, cfg.seed)
         by_cat: dict[str, list[float]] = {}
         for r, g in zip(rows, gold[name]):
@@ -93,11 +92,15 @@ def compare_with_base(cfg: RunConfig, w, sft_model, tokenizer, n: int | None = N
             "gold_by_category": {c: sum(v) / len(v) for c, v in sorted(by_cat.items())},
             "pretrain_val_loss": eval_loss(model, val_blocks),
         }
-    d, lo, hi = paired_diff_ci(gold["sft"], gold["base"], e.bootstrap, cfg.seed)
-    summary["sft_minus_base"] = {"mean": d, "ci95": [lo, hi]}
-    samples = [{"id": r["id"], "category": r["category"], "prompt": p, "base": answers["base"][i],
-                "sft": answers["sft"][i], "gold_base": gold["base"][i], "gold_sft": gold["sft"][i]}
-               for i, (r, p) in enumerate(zip(rows, prompts))]
+        if name != baseline:
+            d, lo, hi = paired_diff_ci(gold[name], gold[baseline], e.bootstrap, cfg.seed)
+            summary[f"{name}_minus_{baseline}"] = {"mean": d, "ci95": [lo, hi]}
+    samples = []
+    for i, (r, p) in enumerate(zip(rows, prompts)):
+        row = {"id": r["id"], "category": r["category"], "prompt": p}
+        for name in models:
+            row[name], row[f"gold_{name}"] = answers[name][i], gold[name][i]
+        samples.append(row)
     return summary, samples
 
 
@@ -147,7 +150,8 @@ def train(cfg: RunConfig) -> Path:
     model = trainer.model.eval()
     tokenizer.padding_side = "left"
 
-    summary, samples = compare_with_base(cfg, w, model, tokenizer)
+    base = hf.load_causal_lm(base_path(cfg), cfg).to(next(model.parameters()).device)
+    summary, samples = compare_policies(cfg, w, {"base": base, "sft": model}, tokenizer, baseline="base")
     history = [h for h in trainer.state.log_history if "eval_loss" in h]
     summary.update({
         "best_checkpoint": trainer.state.best_model_checkpoint,

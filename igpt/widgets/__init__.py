@@ -1,5 +1,7 @@
 """Notebook widgets. Each keeps its logic in a plain class, tested without a browser, and a thin ipywidgets view."""
 
+from igpt.widgets.kl_dashboard import KLDashboard, kl_dashboard, static_figures
 from igpt.widgets.ranking import FLAGS, RankingSession, RankingWidget, ranking_widget
 
-__all__ = ["FLAGS", "RankingSession", "RankingWidget", "ranking_widget"]
+__all__ = ["FLAGS", "RankingSession", "RankingWidget", "ranking_widget",
+           "KLDashboard", "kl_dashboard", "static_figures"]

@@ -1,0 +1,263 @@
+"""Stage 4a: comparison data for the reward model (InstructGPT §3.5 "Reward modeling", §3.4 labelers).
+
+For every RM prompt the SFT model samples K completions; one labeler of the training panel ranks them, best
+first (the paper showed labelers 4 to 9 completions at once and collected the whole ranking, so one prompt gives
+C(K,2) comparisons for one labeler's effort). The validation prompts are ALSO ranked by a labeler of the held-out
+panel, who never labelled training data: accuracy against held-out labelers is what the paper reports.
+
+    igpt.rankings.collect(cfg) -> runs/<run>/data/rankings/
+
+    labels/rankings.jsonl   the RankingStore: one line per ranked prompt, appended as it is made (the stage's
+                            checkpoint: an interrupted collection resumes at the first prompt not in it; a prompt a
+                            person already ranked or skipped in the notebook widget keeps the person's label)
+    data/rankings/          train, validation   {id, prompt, completions[K], ranking[K], labeler_id, category,
+                                                 gold[K]} (+ heldout_ranking[K], heldout_labeler_id in validation)
+    data/rankings/summary.json                  source, counts, ties, gold score by rank, labeler agreement
+
+`gold` (the world's gold score of each completion) is for the notebook's explorer only: the reward model never
+sees it. When the user supplied rankings (data.rankings_file -> data/rankings_import) those are exported instead
+of sampling; they have no gold scores or held-out rankings (the world's labelers judge only the world's prompts).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from igpt.config import RunConfig, env_device
+from igpt.errors import StageError
+from igpt.io import atomic_dir, write_json, write_jsonl
+from igpt.rankings_store import RankingStore
+
+SPLITS = ("train", "validation")
+SEQUENCES_PER_BATCH = 64  # sampled sequences per generate() call: K completions of 64 // K prompts
+
+
+def store_path(cfg: RunConfig) -> Path:
+    return cfg.path / "labels" / "rankings.jsonl"
+
+
+def out_path(cfg: RunConfig) -> Path:
+    return cfg.path / "data" / "rankings"
+
+
+def sft_path(cfg: RunConfig) -> Path:
+    path = cfg.path / "sft"
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise StageError(f"{path} has no model: run `igpt sft --run-dir {cfg.run_dir}` (notebook 03) first")
+    return path
+
+
+def _rng(cfg: RunConfig, prompt_id: str, who: str) -> random.Random:
+    # one stream per (prompt, labeler role): resuming, or adding prompts, never changes another prompt's ranking
+    return random.Random(f"igpt-rankings/{cfg.seed}/{who}/{prompt_id}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# comparing rankings
+
+
+def ordered_pairs(ranking: list[int]) -> list[tuple[int, int]]:
+    """All (winner, loser) index pairs a ranking implies; ties give none. [1, 0, 2] -> [(0, 2), (1, 0), (1, 2)]."""
+    k = len(ranking)
+    return [(i, j) for i in range(k) for j in range(k) if ranking[i] < ranking[j]]
+
+
+def pair_agreement(rankings_a: list[list[int]], rankings_b: list[list[int]]) -> tuple[float, int]:
+    """(share, n): of the pairs both rankings order (neither ties them), the share they order the same way.
+
+    The labelers' agreement on exactly the comparisons the reward model is tested on: the natural yardstick for
+    its accuracy (the paper: labelers agree ~73% of the time, §3.4)."""
+    agree = n = 0
+    for a, b in zip(rankings_a, rankings_b):
+        for i in range(len(a)):
+            for j in range(i + 1, len(a)):
+                if a[i] != a[j] and b[i] != b[j]:
+                    n += 1
+                    agree += (a[i] < a[j]) == (b[i] < b[j])
+    return (agree / n if n else float("nan")), n
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# sampling and ranking
+
+
+def _load_policy(cfg: RunConfig):
+    from igpt import hf
+    from igpt.pretrain import load_tokenizer
+
+    path = sft_path(cfg)
+    model = hf.load_causal_lm(path, cfg).to(env_device(cfg)).eval()
+    return model, load_tokenizer(path)  # left padding: every prompt ends where generation starts
+
+
+def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: RankingStore,
+                    order: dict[str, int]) -> dict:
+    """Sample K completions for each prompt not yet in the store, rank them, append one record per prompt.
+
+    Prompts are taken in chunks of 64 // K so one generate() call samples 64 sequences. A record is appended as
+    soon as its ranking exists, so a crash loses at most one chunk of sampling. Returns counts for the summary."""
+    from igpt.generation import generate
+
+    r = cfg.reward
+    done = store.done_ids()
+    todo = [p for p in prompts if p["id"] not in done]
+    stats = {"sampled_prompts": 0, "sequences_sampled": 0, "empty_dropped": 0, "skipped_too_few": 0,
+             "resumed_from": len(prompts) - len(todo), "sample_seconds": 0.0}
+    if not todo:
+        return stats
+    model, tokenizer = _load_policy(cfg)
+    per_chunk = max(1, SEQUENCES_PER_BATCH // r.k)
+    t0 = time.time()
+    for c in tqdm(range(0, len(todo), per_chunk), desc="rankings", dynamic_ncols=True):
+        chunk = todo[c:c + per_chunk]
+        queries = [p["prompt"] for p in chunk for _ in range(r.k)]  # (n * K,)  prompt-major: K in a row
+        seed = zlib.crc32(f"{cfg.seed}/{chunk[0]['id']}".encode())  # fixed by the chunk, not by its position
+        texts = generate(model, tokenizer, queries, r.max_new_tokens, r.temperature,
+                         batch_size=SEQUENCES_PER_BATCH, seed=seed, progress=False)
+        stats["sequences_sampled"] += len(texts)
+        for i, p in enumerate(chunk):
+            labeler = panel[order[p["id"]] % len(panel)]  # round robin over the panel, fixed per prompt
+            completions = [t for t in texts[i * r.k:(i + 1) * r.k] if t.strip()]
+            stats["empty_dropped"] += r.k - len(completions)  # the schema wants text; "" ends in no comparison
+            if len(completions) < 2:
+                store.skip(p["id"], labeler.id)  # nothing to compare; do not sample it again on resume
+                stats["skipped_too_few"] += 1
+                continue
+            ranking = labeler.rank(p["prompt"], completions, _rng(cfg, p["id"], "train"))
+            store.append({"id": p["id"], "prompt": p["prompt"], "completions": completions, "ranking": ranking,
+                          "labeler_id": labeler.id, "category": p["category"]})
+            stats["sampled_prompts"] += 1
+    stats["sample_seconds"] = round(time.time() - t0, 2)
+    del model
+    return stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the stage
+
+
+def collect(cfg: RunConfig, panel: str = "train") -> Path:
+    """Rank K SFT samples per RM prompt with the `panel` ("train" or "heldout") and export data/rankings/.
+
+    Resumable: prompts already in labels/rankings.jsonl are not sampled again. With data/rankings_import present
+    (the user's rankings) nothing is sampled and those rows are exported instead."""
+    from igpt import data, hf
+    from igpt.adapters import validate_ranking
+
+    hf.quiet()
+    if panel not in ("train", "heldout"):
+        raise StageError(f"rankings.collect: panel must be 'train' or 'heldout', got {panel!r}")
+    torch.manual_seed(cfg.seed)
+    imported = (cfg.path / "data" / "rankings_import").is_dir()
+    w = None
+    if (cfg.path / "world").exists():
+        from igpt import world
+
+        w = world.load(cfg.path / "world")
+    elif not imported:
+        raise StageError(f"{cfg.path / 'world'} not found: the simulated labelers live in the world "
+                         f"(`igpt world --run-dir {cfg.run_dir}`), or give your own rankings via data.rankings_file")
+
+    stats: dict = {}
+    if imported:
+        ds = data.load(cfg, "rankings_import")
+        splits = {s: [validate_ranking(dict(row), f"data/rankings_import/{s}", i)
+                      for i, row in enumerate(ds[s], 1)] for s in SPLITS if s in ds}
+        source = f"imported from {cfg.data.rankings_file or 'data/rankings_import'}; nothing sampled"
+    else:
+        prompts = data.load(cfg, "rm_prompts")
+        rows = {s: list(prompts[s]) for s in SPLITS}
+        order = {p["id"]: i for i, p in enumerate(rows["train"] + rows["validation"])}
+        labelers = w.train_panel if panel == "train" else w.heldout_panel
+        store = RankingStore(store_path(cfg))
+        stats = sample_and_rank(cfg, rows["train"] + rows["validation"], labelers, store, order)
+        by_id = {rec["id"]: rec for rec in store.records()}
+        splits = {s: [by_id[p["id"]] for p in rows[s] if p["id"] in by_id] for s in SPLITS}
+        stats["store_records_not_rm_prompts"] = len(by_id.keys() - order.keys())  # widget rankings of other prompts
+        source = f"sampled from {cfg.path / 'sft'} (K={cfg.reward.k}), ranked by the {panel} panel"
+    if not splits.get("train"):
+        raise StageError(f"no rankings to train on ({source}); check data/rm_prompts or your rankings file")
+
+    if w is not None and not imported:
+        for rec in (rec for s in SPLITS for rec in splits[s]):
+            rec["gold"] = [w.score(rec["prompt"], c).overall for c in rec["completions"]]
+        # the held-out panel ranks the same validation completions: the paper's held-out accuracy (§4, Fig. 3 note)
+        for rec in splits["validation"]:
+            other = w.heldout_panel[order[rec["id"]] % len(w.heldout_panel)]
+            rec["heldout_ranking"] = other.rank(rec["prompt"], rec["completions"], _rng(cfg, rec["id"], "heldout"))
+            rec["heldout_labeler_id"] = other.id
+    summary = {"source": source, "panel": panel, "imported": imported, "k": cfg.reward.k,
+               "temperature": cfg.reward.temperature, "max_new_tokens": cfg.reward.max_new_tokens,
+               "sizes": {s: len(v) for s, v in splits.items()}, **stats, **_describe(splits, w)}
+    _export(out_path(cfg), splits, summary)
+    print(f"[igpt] rankings: {summary['sizes']} ({source})")
+    return out_path(cfg)
+
+
+def _describe(splits: dict[str, list[dict]], w) -> dict:
+    """Ties, comparisons, labelers, mean gold score by rank position, train vs held-out labeler agreement."""
+    rows = [rec for s in SPLITS for rec in splits.get(s, [])]
+    out = {"comparisons": {s: sum(len(ordered_pairs(r["ranking"])) for r in splits.get(s, [])) for s in SPLITS},
+           "tie_share": _tie_share(rows),
+           "labelers": dict(sorted(_count(r["labeler_id"] for r in rows).items()))}
+    if rows and "gold" in rows[0]:
+        by_rank = defaultdict(list)  # the labelers' best should have the highest gold score on average
+        for r in rows:
+            for rank, g in zip(r["ranking"], r["gold"]):
+                by_rank[rank].append(g)
+        out["gold_by_rank"] = {str(k): sum(v) / len(v) for k, v in sorted(by_rank.items())}
+    val = splits.get("validation", [])
+    if val and "heldout_ranking" in val[0]:
+        share, n = pair_agreement([r["ranking"] for r in val], [r["heldout_ranking"] for r in val])
+        out["agreement_train_vs_heldout"] = {"share": share, "pairs": n}
+    return out
+
+
+def _tie_share(rows: list[dict]) -> float:
+    pairs = sum(len(r["ranking"]) * (len(r["ranking"]) - 1) // 2 for r in rows)
+    return 1 - sum(len(ordered_pairs(r["ranking"])) for r in rows) / pairs if pairs else 0.0
+
+
+def _count(items) -> dict:
+    out: dict = defaultdict(int)
+    for x in items:
+        out[x] += 1
+    return out
+
+
+def _features(rows: list[dict]):
+    import datasets
+
+    string, ints = datasets.Value("string"), datasets.List(datasets.Value("int64"))
+    feats = {"id": string, "prompt": string, "completions": datasets.List(string), "ranking": ints,
+             "labeler_id": string, "category": string}
+    extra = {"gold": datasets.List(datasets.Value("float64")), "heldout_ranking": ints, "heldout_labeler_id": string}
+    feats.update({k: v for k, v in extra.items() if rows and k in rows[0]})
+    return datasets.Features(feats)
+
+
+def _export(target: Path, splits: dict[str, list[dict]], summary: dict) -> None:
+    """The splits as a DatasetDict folder + <split>.jsonl + summary.json, whole or not at all."""
+    import datasets
+
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        with atomic_dir(target) as tmp:
+            feats = {s: _features(rows) for s, rows in splits.items()}
+            datasets.DatasetDict({
+                s: datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in feats[s]}, features=feats[s])
+                for s, rows in splits.items()}).save_to_disk(str(tmp))
+            for s, rows in splits.items():
+                write_jsonl(tmp / f"{s}.jsonl", [{k: r[k] for k in feats[s]} for r in rows])
+            write_json(tmp / "summary.json", summary)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()

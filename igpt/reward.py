@@ -1,0 +1,473 @@
+"""Stage 4b: the reward model (InstructGPT §3.5 "Reward modeling", App. C.2).
+
+    igpt.reward.train(cfg) -> runs/<run>/rm/     (collects data/rankings first if it is missing)
+
+The RM is the SFT model with the unembedding layer removed and a scalar head on the last token: transformers'
+`AutoModelForSequenceClassification` with num_labels=1, its transformer weights loaded from sft/ and its `score`
+head new. It reads prompt + " " + completion + EOS and returns one number, the reward r_θ(x, y).
+
+K-wise training (the paper): one batch element is one prompt with all its K completions. Each completion is
+encoded once, and Eq. 1 is applied to the C(K,2) pairs inside the prompt,
+
+    loss(θ) = −1/C(K,2) · E_{(x, y_w, y_l)}[ log σ(r_θ(x, y_w) − r_θ(x, y_l)) ]      (losses.kwise_ranking_loss)
+
+so a prompt costs K forward passes instead of 2·C(K,2), and its strongly correlated comparisons stay in one
+gradient step instead of being shuffled into separate examples, which the paper found overfits within one epoch.
+`reward.mode: pairwise` trains on the same rankings cut into independent shuffled (chosen, rejected) pairs, as TRL,
+OpenRLHF and DeepSpeed-Chat do, so the notebook can compare the two on the same data (forward passes, time, accuracy).
+
+After training the score is shifted so that the labelers' demonstrations (data/sft train) score 0 on average, as
+the paper does before RL. The shift is a plain number in the saved config (`igpt_reward_shift`) and becomes the
+bias of the score head in `load_reward_model` (transformers' Llama head has no bias, so the checkpoint keeps the
+raw head: a plain `AutoModelForSequenceClassification.from_pretrained` gives the raw score, raw − shift).
+
+runs/<run>/rm/summary.json:
+    mode, epochs, steps, k, batch_size, lr, train_prompts, train_comparisons, validation_prompts
+    forward_passes, tokens                sequences and tokens through the RM while training (this process)
+    train_seconds, seconds                training only; the whole stage (with rankings, evaluation, saving)
+    accuracy        {heldout_panel, train_panel, train_split}   pairwise accuracy on validation rankings by a
+                                          held-out / a training labeler, and on the training rankings
+    ceiling         {same_items, same_items_pairs, world_train_panel, bayes_heldout}: how often a training and a
+                                          held-out labeler agree on the same validation pairs; the training panel's
+                                          agreement in the world's own test (n=2000); the best accuracy any RM can
+                                          reach against the held-out labelers (from their known utilities)
+    ceiling_ratio                         accuracy.heldout_panel / ceiling.same_items
+    accuracy_by_category                  {category: {heldout_panel, train_panel, pairs}}
+    calibration     [{bin, n, predicted, observed}]  pairs binned by |r_a − r_b|: σ(|Δr|) vs how often the
+                                          RM's favourite won with the held-out labeler
+    shift, demo_mean_before, demo_mean_after, rankings, resumed_from_step
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from igpt import hf, losses
+from igpt.config import RunConfig, env_device
+from igpt.errors import StageError
+from igpt.io import atomic_dir, write_json
+from igpt.prompting import format_prompt
+from igpt.rankings import ordered_pairs, pair_agreement
+
+CALIBRATION_EDGES = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf]  # bins of |r_a − r_b|
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# encoding: prompt + completion + EOS, right-padded
+
+
+def encode(tokenizer, prompts: list[str], completions: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (N, T): format_prompt(p) + " " + c + EOS, right-padded with pad_token_id.
+
+    Why right padding: the sequence-classification head reads the reward at the rightmost token that is not
+    pad_token_id (transformers' GenericForSequenceClassification), which is the EOS here, and with the pads after
+    it the real tokens keep positions 0..n-1, exactly as when the sequence is scored alone. An over-long sequence
+    loses the start of its prompt, never the end of its completion, where the reward is read. (If a tokenizer's pad
+    is its EOS, the head reads the token before the EOS instead: still the same place in training and scoring.)
+    """
+    texts = [format_prompt(p) + " " + c.strip() for p, c in zip(prompts, completions)]
+    ids = [x[-(max_length - 1):] + [tokenizer.eos_token_id]  # keep the end: the last max_length - 1 tokens
+           for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    T = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), T), tokenizer.pad_token_id, dtype=torch.long)  # (N, T)
+    attention_mask = torch.zeros((len(ids), T), dtype=torch.long)  # (N, T)
+    for i, x in enumerate(ids):
+        input_ids[i, :len(x)] = torch.tensor(x)
+        attention_mask[i, :len(x)] = 1
+    return input_ids, attention_mask
+
+
+class KwiseCollator:
+    """rows [{prompt, completions[K_b], ranking[K_b]}] -> one batch of all B prompts' completions, each encoded once.
+
+    Row b's completions are sequences slot = b*K + k, in order; a prompt with K_b < K completions leaves its last
+    slots empty (mask False) and no sequence is encoded for them: `slot` says where each encoded sequence goes.
+        input_ids, attention_mask (N, T)   N = Σ_b K_b  (= B*K when every prompt has K completions)
+        slot (N,)   ranking (B, K)   mask (B, K)
+    """
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, rows: list[dict]) -> dict:
+        B, K = len(rows), max(len(r["completions"]) for r in rows)
+        ranking = torch.zeros((B, K), dtype=torch.long)  # (B, K)
+        mask = torch.zeros((B, K), dtype=torch.bool)  # (B, K)
+        prompts, completions, slot = [], [], []
+        for b, r in enumerate(rows):
+            n = len(r["completions"])
+            ranking[b, :n] = torch.tensor(r["ranking"])
+            mask[b, :n] = True
+            for k, c in enumerate(r["completions"]):
+                prompts.append(r["prompt"])
+                completions.append(c)
+                slot.append(b * K + k)
+        input_ids, attention_mask = encode(self.tokenizer, prompts, completions, self.max_length)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "slot": torch.tensor(slot),
+                "ranking": ranking, "mask": mask}
+
+
+class PairwiseCollator:
+    """rows [{prompt, chosen, rejected}] -> 2B sequences: the B chosen, then the B rejected. (2B, T)"""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, rows: list[dict]) -> dict:
+        prompts = [r["prompt"] for r in rows] * 2
+        completions = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+        input_ids, attention_mask = encode(self.tokenizer, prompts, completions, self.max_length)
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def to_pairs(rows, seed: int) -> list[dict]:
+    """Rankings -> independent (prompt, chosen, rejected) pairs, shuffled across prompts (the pairwise baseline)."""
+    pairs = [{"prompt": r["prompt"], "chosen": r["completions"][w], "rejected": r["completions"][lo]}
+             for r in rows for w, lo in ordered_pairs(r["ranking"])]
+    random.Random(f"igpt-rm-pairs/{seed}").shuffle(pairs)
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the trainer: Eq. 1 on (B, K) rewards, or the pairwise loss
+
+
+def _make_trainer_class():
+    from transformers import Trainer
+
+    class RewardTrainer(Trainer):
+        loss_is_scaled_for_ga = False  # our loss is a per-batch mean; the Trainer divides by accumulation steps
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.forward_passes = 0  # sequences through the RM in training: K per prompt vs 2 per pair
+            self.tokens = 0
+            self._accuracy: list[float] = []  # batch accuracies since the last log
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            scores = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, 0]  # (N,)
+            if model.training:
+                self.forward_passes += scores.shape[0]
+                self.tokens += int(inputs["attention_mask"].sum())
+            if "ranking" in inputs:
+                ranking, mask = inputs["ranking"], inputs["mask"]  # (B, K), (B, K)
+                B, K = ranking.shape
+                # scatter the N scores into their (prompt, completion) slots; empty slots stay 0 and are masked
+                rewards = scores.new_zeros(B * K).index_copy(0, inputs["slot"], scores).view(B, K)  # (B, K)
+                loss = losses.kwise_ranking_loss(rewards, ranking, mask)
+                accuracy = losses.kwise_accuracy(rewards, ranking, mask).item()
+            else:
+                chosen, rejected = scores.chunk(2)  # (B,), (B,)
+                loss = losses.pairwise_loss(chosen, rejected)
+                accuracy = (chosen > rejected).float().mean().item()
+            if not math.isnan(accuracy):
+                self._accuracy.append(accuracy)
+            return (loss, {"rewards": scores}) if return_outputs else loss
+
+        def log(self, logs, start_time=None):
+            if self._accuracy and "loss" in logs:  # training accuracy over the batches since the last log
+                logs["accuracy"] = sum(self._accuracy) / len(self._accuracy)
+                self._accuracy = []
+            super().log(logs, start_time)
+
+    return RewardTrainer
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the model: SFT without its unembedding, plus a scalar head
+
+
+def init_reward_model(cfg: RunConfig, tokenizer):
+    """AutoModelForSequenceClassification(num_labels=1) from the SFT model: transformer weights from sft/, the
+    `score` head new (a LoRA SFT is merged into its base first). Refuses if anything but the head is new."""
+    from transformers import AutoModelForSequenceClassification
+
+    from igpt.rankings import sft_path
+
+    src = sft_path(cfg)
+    if (src / "adapter_config.json").is_file():
+        merged = cfg.path / "logs" / "rm_sft_merged"
+        if not (merged / "config.json").is_file():
+            with atomic_dir(merged) as tmp:
+                hf.load_causal_lm(src).merge_and_unload().save_pretrained(tmp)
+        src = merged
+    kwargs = {"dtype": torch.bfloat16} if cfg.precision == "bf16" else {}
+    model, info = AutoModelForSequenceClassification.from_pretrained(str(src), num_labels=1, output_loading_info=True,
+                                                                     **kwargs)
+    new = [k for k in info["missing_keys"] if not k.startswith("score.")]
+    if new:
+        raise StageError(f"the reward model did not take these weights from {src}: {new[:5]}; "
+                         f"is {src} a causal LM transformers can turn into a sequence classifier?")
+    model.config.pad_token_id = tokenizer.pad_token_id  # the head finds the last real token by this id
+    return model
+
+
+def set_shift(model, shift: float | None) -> None:
+    """Make the head return raw − shift: a score Linear with bias −shift (shift None: the raw bias-free head).
+
+    The new Linear shares the trained weight Parameter, so nothing learned is copied or lost."""
+    old = model.score
+    head = nn.Linear(old.in_features, old.out_features, bias=shift is not None,
+                     device=old.weight.device, dtype=old.weight.dtype)
+    head.weight = old.weight
+    if shift is not None:
+        with torch.no_grad():
+            head.bias.fill_(-shift)
+    model.score = head
+
+
+def load_reward_model(path: str | Path, device: str | None = None):
+    """(model, tokenizer) of a saved RM; the model's output is already normalised (demonstrations score ~0)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from igpt.pretrain import load_tokenizer
+
+    hf.quiet()
+    model = AutoModelForSequenceClassification.from_pretrained(str(path))
+    set_shift(model, float(getattr(model.config, "igpt_reward_shift", 0.0) or 0.0))
+    tokenizer = load_tokenizer(path)
+    tokenizer.padding_side = "right"  # what `encode` does; set for anyone who pads with the tokenizer itself
+    return model.to(device or next(model.parameters()).device).eval(), tokenizer
+
+
+@torch.no_grad()
+def score(model, tokenizer, prompts: list[str], responses: list[str], batch_size: int = 64,
+          max_length: int = 256) -> list[float]:
+    """The RM's reward for each (prompt, response), as `model` returns it (normalised for load_reward_model's)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for i in range(0, len(prompts), batch_size):
+        ids, att = encode(tokenizer, prompts[i:i + batch_size], responses[i:i + batch_size], max_length)
+        out.extend(model(input_ids=ids.to(device), attention_mask=att.to(device)).logits[:, 0].float().tolist())
+    model.train(was_training)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _padded(rows: list[dict], rewards: list[list[float]], key: str):
+    """Rows of varying K -> rewards, ranking, mask, each (N, K), for losses.kwise_accuracy."""
+    K = max(len(r[key]) for r in rows)
+    R = torch.zeros((len(rows), K))
+    rank = torch.zeros((len(rows), K), dtype=torch.long)
+    mask = torch.zeros((len(rows), K), dtype=torch.bool)
+    for i, (r, s) in enumerate(zip(rows, rewards)):
+        R[i, :len(s)], rank[i, :len(s)], mask[i, :len(s)] = torch.tensor(s), torch.tensor(r[key]), True
+    return R, rank, mask
+
+
+def accuracy(rows: list[dict], rewards: list[list[float]], key: str = "ranking") -> tuple[float, int]:
+    """(share of the implied pairs the rewards order like rows[*][key], number of pairs)."""
+    if not rows:
+        return float("nan"), 0
+    R, rank, mask = _padded(rows, rewards, key)
+    n = sum(len(ordered_pairs(r[key])) for r in rows)
+    return (losses.kwise_accuracy(R, rank, mask).item() if n else float("nan")), n
+
+
+def calibration(rows: list[dict], rewards: list[list[float]], key: str) -> list[dict]:
+    """Pairs binned by the RM's margin |r_a − r_b|: predicted σ(|Δr|) vs observed P(the RM's favourite wins)."""
+    bins = defaultdict(list)
+    for r, s in zip(rows, rewards):
+        for w, lo in ordered_pairs(r[key]):
+            d = s[w] - s[lo]  # > 0: the RM agrees with the labeler
+            b = next(i for i in range(len(CALIBRATION_EDGES) - 1) if abs(d) < CALIBRATION_EDGES[i + 1])
+            bins[b].append((1 / (1 + math.exp(-abs(d))), float(d > 0)))
+    return [{"bin": [CALIBRATION_EDGES[b], CALIBRATION_EDGES[b + 1]], "n": len(v),  # last bin: [4, null]
+             "predicted": sum(p for p, _ in v) / len(v), "observed": sum(o for _, o in v) / len(v)}
+            for b, v in sorted(bins.items())]
+
+
+def bayes_accuracy(w, rows: list[dict]) -> float:
+    """The accuracy of a perfect RM against the held-out labelers on these pairs: each labeler ranks by
+    Plackett-Luce on utility / noise, so it prefers a to b with probability σ((u_a − u_b) / noise)."""
+    panel = {lab.id: lab for lab in w.heldout_panel}
+    total = n = 0.0
+    for r in rows:
+        lab = panel[r["heldout_labeler_id"]]
+        u = [lab.utility(r["prompt"], c) for c in r["completions"]]
+        for a in range(len(u)):
+            for b in range(a + 1, len(u)):
+                if r["completions"][a] != r["completions"][b]:  # identical texts are a tie: no comparison
+                    p = 1 / (1 + math.exp(-(u[a] - u[b]) / lab.noise))
+                    total, n = total + max(p, 1 - p), n + 1
+    return total / n if n else float("nan")
+
+
+def _world_agreement(cfg: RunConfig, w) -> float | None:
+    """world.agreement(train_panel, n=2000): read from world/summary.json, where `igpt world` stored it."""
+    import json
+
+    path = cfg.path / "world" / "summary.json"
+    if path.is_file():
+        a = json.loads(path.read_text()).get("agreement", {})
+        if a.get("n") == 2000 and a.get("train_panel") is not None:
+            return a["train_panel"]
+    return w.agreement(w.train_panel, n=2000) if w is not None and len(w.train_panel) >= 2 else None
+
+
+def evaluate(cfg: RunConfig, model, tokenizer, ds, w) -> dict:
+    """Accuracy (held-out labelers, training labelers, training split), ceilings, by category, calibration."""
+    m = cfg.reward.max_length
+
+    def rewards_of(rows):
+        flat = score(model, tokenizer, [r["prompt"] for r in rows for _ in r["completions"]],
+                     [c for r in rows for c in r["completions"]], max_length=m)
+        out, i = [], 0
+        for r in rows:
+            out.append(flat[i:i + len(r["completions"])])
+            i += len(r["completions"])
+        return out
+
+    val = list(ds["validation"]) if "validation" in ds else []
+    train_rows = list(ds["train"])
+    val_r, train_r = rewards_of(val), rewards_of(train_rows)
+    has_heldout = bool(val) and "heldout_ranking" in val[0]
+    key = "heldout_ranking" if has_heldout else "ranking"
+    acc_h = accuracy(val, val_r, "heldout_ranking")[0] if has_heldout else None
+    acc_t = accuracy(val, val_r, "ranking")[0]
+    same, same_n = (pair_agreement([r["ranking"] for r in val], [r["heldout_ranking"] for r in val])
+                    if has_heldout else (None, 0))
+    by_cat = defaultdict(list)
+    for r, s in zip(val, val_r):
+        by_cat[r["category"]].append((r, s))
+    return {
+        "accuracy": {"heldout_panel": acc_h, "train_panel": acc_t, "train_split": accuracy(train_rows, train_r)[0]},
+        "ceiling": {"same_items": same, "same_items_pairs": same_n, "world_train_panel": _world_agreement(cfg, w),
+                    "bayes_heldout": bayes_accuracy(w, val) if has_heldout and w is not None else None},
+        "ceiling_ratio": acc_h / same if has_heldout and same else None,
+        "accuracy_by_category": {
+            c: {"heldout_panel": accuracy([r for r, _ in v], [s for _, s in v], "heldout_ranking")[0]
+                if has_heldout else None,
+                "train_panel": accuracy([r for r, _ in v], [s for _, s in v])[0],
+                "pairs": accuracy([r for r, _ in v], [s for _, s in v], key)[1]}
+            for c, v in sorted(by_cat.items())},
+        "calibration": calibration(val, val_r, key),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the stage
+
+
+def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
+    """Train the RM on data/rankings (collected first if missing); write runs/<run>/rm/ (model, tokenizer,
+    summary.json). `out` names another folder (e.g. runs/<run>/rm_pairwise, to keep both modes side by side);
+    its Trainer checkpoints go to runs/<run>/logs/<out name>/, from which an interrupted run resumes."""
+    hf.quiet()
+    import datasets
+    from transformers import TrainingArguments
+
+    from igpt import data, rankings
+    from igpt.pretrain import load_tokenizer
+
+    t_start = time.time()
+    r = cfg.reward
+    if r.mode not in ("kwise", "pairwise"):
+        raise StageError(f"reward.mode must be 'kwise' or 'pairwise', got {r.mode!r}")
+    if not (rankings.out_path(cfg) / "dataset_dict.json").is_file():
+        rankings.collect(cfg)
+    ds = datasets.load_from_disk(str(rankings.out_path(cfg)))
+    w = None
+    if (cfg.path / "world").exists():
+        from igpt import world
+
+        w = world.load(cfg.path / "world")
+
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(rankings.sft_path(cfg))
+    tokenizer.padding_side = "right"
+    model = init_reward_model(cfg, tokenizer)
+    train_rows = ds["train"].select_columns(["prompt", "completions", "ranking"])
+    if r.mode == "kwise":
+        train_set, collator, per_step = train_rows, KwiseCollator(tokenizer, r.max_length), r.batch_size
+    else:
+        # as many sequences per step as a K-wise step (B prompts x K = B*K/2 pairs), so steps cost about the same
+        train_set = datasets.Dataset.from_list(to_pairs(train_rows, cfg.seed))
+        collator, per_step = PairwiseCollator(tokenizer, r.max_length), max(1, r.batch_size * r.k // 2)
+    steps = math.ceil(len(train_set) / per_step) * r.epochs
+
+    out = Path(out) if out is not None else cfg.path / "rm"
+    work = cfg.path / "logs" / out.name
+    args = TrainingArguments(
+        **hf.trainer_kwargs(cfg, work),
+        num_train_epochs=r.epochs,  # the paper: one epoch; more overfits (App. C.2)
+        per_device_train_batch_size=per_step,
+        learning_rate=r.lr,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": 0.1},  # cosine to 10% of the peak (App. C.2)
+        warmup_steps=r.warmup_steps,
+        adam_beta1=r.betas[0],
+        adam_beta2=r.betas[1],
+        max_grad_norm=1.0,
+        remove_unused_columns=False,  # the collator needs prompt, completions and ranking
+        logging_steps=max(1, steps // 50),
+        save_strategy="steps",
+        save_steps=max(1, steps // 4),
+        save_total_limit=1,
+    )
+    ckpt = hf.last_checkpoint(work)
+    trainer = _make_trainer_class()(
+        model=model, args=args, train_dataset=train_set, data_collator=collator,
+        callbacks=[hf.MetricsCallback(cfg.path / f"{out.name}_metrics.jsonl", "rm", hf.checkpoint_step(ckpt))])
+    hf.tidy(trainer, f"rm ({r.mode})")
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=ckpt)
+    train_seconds = time.time() - t0
+    model = trainer.model.eval()
+
+    summary = {"mode": r.mode, "epochs": r.epochs, "steps": trainer.state.global_step, "k": r.k,
+               "batch_size": per_step, "lr": r.lr, "train_prompts": len(ds["train"]),
+               "train_comparisons": sum(len(ordered_pairs(x)) for x in ds["train"]["ranking"]),
+               "validation_prompts": len(ds["validation"]) if "validation" in ds else 0,
+               "forward_passes": trainer.forward_passes, "tokens": trainer.tokens,
+               "train_seconds": round(train_seconds, 2)}
+    summary.update(evaluate(cfg, model, tokenizer, ds, w))
+
+    # normalise: the labelers' demonstrations score 0 on average (the paper does this before RL)
+    demos = data.load(cfg, "sft")["train"]
+    raw = score(model, tokenizer, demos["prompt"], demos["completion"], max_length=r.max_length)
+    shift = sum(raw) / len(raw)
+    set_shift(model, shift)
+    model.config.igpt_reward_shift = shift
+    after = score(model, tokenizer, demos["prompt"], demos["completion"], max_length=r.max_length)
+    summary.update({"shift": shift, "demo_mean_before": shift, "demo_mean_after": sum(after) / len(after),
+                    "rankings": rankings.out_path(cfg).name, "resumed_from_step": hf.checkpoint_step(ckpt)})
+    set_shift(model, None)  # save the plain bias-free head; the shift travels in config.json
+    summary["seconds"] = round(time.time() - t_start, 2)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "summary.json", _finite(summary))
+    set_shift(model, shift)
+    a, c = summary["accuracy"], summary["ceiling"]
+    print(f"[igpt] rm ({r.mode}): accuracy {_pct(a['heldout_panel'])} vs held-out labelers, "
+          f"{_pct(a['train_panel'])} vs training labelers; labelers agree {_pct(c['same_items'])} on the same pairs; "
+          f"{summary['forward_passes']} forward passes, {train_seconds:.0f}s")
+    return out
+
+
+def _finite(x):
+    """nan and inf -> None, so summary.json is strict JSON (a nan accuracy means: no pairs to judge)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"

@@ -1,0 +1,191 @@
+"""Rankings and the reward model at smoke size: the K-wise collator keeps a prompt's completions together and
+encodes each once, the reward is read at the last real token, `igpt rm` writes a loadable RM initialised from
+SFT, bias normalisation, the pairwise baseline, resumable collection, summary keys."""
+
+import json
+import shutil
+
+import datasets
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+import igpt
+from igpt import data, pretrain, rankings, reward, sft, world
+from igpt.cli import main
+from igpt.rankings_store import RankingStore
+
+OVERRIDES = ["reward.k=3", "reward.max_new_tokens=8"]  # smaller than the smoke defaults: the file stays < 90 s
+MANUAL = [{"prompt": "hand-ranked", "completions": ["a good answer.", "a bad one"], "ranking": [0, 1]},
+          {"prompt": "hand-ranked", "completions": ["x y", "x", "y"], "ranking": [1, 0, 1]}]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A smoke run through sft; a few rankings appended by hand (a collection cut short); then `igpt rm`.
+    Returns (cfg, the freshly initialised RM's score weight, the ids ranked by hand)."""
+    path = tmp_path_factory.mktemp("rm")
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={path}", *OVERRIDES])
+    world.build(cfg.world, path / "world")
+    data.build(cfg)
+    pretrain.train(cfg)
+    sft.train(cfg)
+    store = RankingStore(rankings.store_path(cfg))
+    prompts = list(data.load(cfg, "rm_prompts")["train"])
+    for p, m in zip(prompts, MANUAL):
+        store.append({**m, "id": p["id"], "prompt": p["prompt"], "labeler_id": "person", "category": p["category"]})
+    tok = pretrain.load_tokenizer(path / "sft")
+    torch.manual_seed(cfg.seed)  # the stage seeds the same way before it builds the RM
+    head0 = reward.init_reward_model(cfg, tok).score.weight.detach().clone()
+    assert main(["rm", "--smoke", "--run-dir", str(path), *OVERRIDES]) == 0
+    return cfg, head0, [p["id"] for p in prompts[:len(MANUAL)]]
+
+
+@pytest.fixture(scope="module")
+def tok(run):
+    t = pretrain.load_tokenizer(run[0].path / "sft")
+    t.padding_side = "right"
+    return t
+
+
+class CountingTokenizer:
+    """The tokenizer, counting every text it is asked to encode."""
+
+    def __init__(self, tok):
+        self.tok, self.texts = tok, []
+
+    def __call__(self, texts, **kwargs):
+        self.texts += list(texts)
+        return self.tok(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tok, name)
+
+
+def test_collator_keeps_groups_together_and_encodes_each_completion_once(tok):
+    counting = CountingTokenizer(tok)
+    rows = [{"prompt": f"question {b}", "completions": [f"answer {b}{k}" for k in range(n)],
+             "ranking": list(range(n))[::-1]} for b, n in enumerate([4, 4, 2])]
+    batch = reward.KwiseCollator(counting, max_length=64)(rows)
+    assert batch["ranking"].shape == batch["mask"].shape == (3, 4)
+    assert batch["mask"].tolist() == [[True] * 4, [True] * 4, [True, True, False, False]]
+    assert batch["ranking"][2].tolist()[:2] == [1, 0]
+    assert batch["input_ids"].shape[0] == len(counting.texts) == 10  # no sequence for the empty slots
+    assert batch["slot"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert all(sum(f"answer {b}{k}" in t for t in counting.texts) == 1 for b in range(3) for k in range(2))
+    # B prompts x K completions -> B*K rows in order, each ending in EOS, right-padded
+    full = reward.KwiseCollator(tok, max_length=64)(rows[:2])
+    assert full["input_ids"].shape[0] == 8
+    for i, ids in enumerate(full["input_ids"]):
+        n = int(full["attention_mask"][i].sum())
+        assert ids[n - 1] == tok.eos_token_id and (ids[n:] == tok.pad_token_id).all()
+        assert tok.decode(ids[:n - 1]).endswith(f"answer {i // 4}{i % 4}")
+    # an over-long prompt loses its start, never the completion's end
+    ids, _ = reward.encode(tok, ["word " * 200], ["the end"], max_length=16)
+    assert ids.shape == (1, 16) and ids[0, -1] == tok.eos_token_id and tok.decode(ids[0, :-1]).endswith("the end")
+
+
+def test_reward_is_read_at_the_last_real_token_whatever_the_padding(run, tok):
+    model, _ = reward.load_reward_model(run[0].path / "rm")
+    text_ids, _ = reward.encode(tok, ["where does mira live?"], ["mira lives in dorvel."], max_length=64)
+    ids = text_ids[0]
+    n, pad = len(ids), tok.pad_token_id
+    alone = model(input_ids=ids[None]).logits[0, 0]
+    right = torch.cat([ids, torch.full((7,), pad)])
+    left = torch.cat([torch.full((7,), pad), ids])
+    batch = torch.stack([right, left])
+    att = torch.stack([(torch.arange(n + 7) < n).long(), (torch.arange(n + 7) >= 7).long()])
+    out = model(input_ids=batch, attention_mask=att).logits[:, 0]
+    assert torch.allclose(out, alone.expand(2), atol=1e-4), (alone, out)
+    # and through `encode` inside a batch with a longer sequence
+    scores = reward.score(model, tok, ["where does mira live?", "tell me a long story " * 5],
+                          ["mira lives in dorvel.", "once upon a time"])
+    assert abs(scores[0] - alone.item()) < 1e-4
+
+
+def test_rm_is_sft_without_unembedding_and_trains_its_head(run):
+    cfg, head0, _ = run
+    tok = pretrain.load_tokenizer(cfg.path / "sft")
+    torch.manual_seed(cfg.seed)
+    init = reward.init_reward_model(cfg, tok)
+    lm = AutoModelForCausalLM.from_pretrained(cfg.path / "sft")
+    sft_weights = lm.model.state_dict()
+    for name, p in init.model.state_dict().items():
+        assert torch.equal(p, sft_weights[name]), f"{name} is not SFT's at init"
+    assert not any(k.startswith("score") for k in lm.state_dict()), "the head is new, not a copy of SFT's"
+    assert init.config.pad_token_id == tok.pad_token_id and init.score.bias is None
+    rm = AutoModelForSequenceClassification.from_pretrained(cfg.path / "rm")
+    assert rm.config.num_labels == 1 and type(rm).__name__.endswith("ForSequenceClassification")
+    assert torch.equal(init.score.weight, head0)
+    assert not torch.allclose(rm.score.weight, head0), "training did not change the score head"
+
+
+def test_bias_normalisation_centres_the_demonstrations(run):
+    cfg = run[0]
+    demos = data.load(cfg, "sft")["train"]
+    model, tok = reward.load_reward_model(cfg.path / "rm")
+    scores = reward.score(model, tok, demos["prompt"], demos["completion"])
+    assert abs(sum(scores) / len(scores)) < 1e-3
+    shift = json.loads((cfg.path / "rm" / "config.json").read_text())["igpt_reward_shift"]
+    summary = json.loads((cfg.path / "rm" / "summary.json").read_text())
+    assert shift == pytest.approx(summary["shift"]) and abs(summary["demo_mean_after"]) < 1e-3
+    raw = AutoModelForSequenceClassification.from_pretrained(cfg.path / "rm")  # plain transformers: raw score
+    raw_scores = reward.score(raw, tok, demos["prompt"][:4], demos["completion"][:4])
+    assert raw_scores == pytest.approx([s + shift for s in scores[:4]], abs=1e-4)
+
+
+def test_pairwise_mode_costs_two_forward_passes_per_pair(run, tmp_path):
+    """Both modes on the same 12 prompts: K per prompt for K-wise, 2 per comparison for pairwise."""
+    cfg = run[0]
+    for part in ("world", "data", "sft"):
+        shutil.copytree(cfg.path / part, tmp_path / part)
+    ds = datasets.load_from_disk(str(cfg.path / "data" / "rankings"))
+    small = datasets.DatasetDict({"train": ds["train"].select(range(12)), "validation": ds["validation"]})
+    shutil.rmtree(tmp_path / "data" / "rankings")
+    small.save_to_disk(str(tmp_path / "data" / "rankings"))
+    done = {}
+    for mode in ("kwise", "pairwise"):
+        c = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}", f"reward.mode={mode}", *OVERRIDES])
+        out = reward.train(c, out=tmp_path / f"rm_{mode}")
+        done[mode] = json.loads((out / "summary.json").read_text())
+    completions = sum(len(r) for r in small["train"]["completions"])
+    pairs = sum(len(rankings.ordered_pairs(r)) for r in small["train"]["ranking"])
+    assert done["kwise"]["forward_passes"] == completions
+    assert done["pairwise"]["forward_passes"] == 2 * pairs > completions
+    assert done["pairwise"]["mode"] == "pairwise" and done["kwise"]["train_comparisons"] == pairs
+
+
+def test_collection_resumes_without_duplicates_and_keeps_hand_rankings(run):
+    cfg, _, manual_ids = run
+    lines = [json.loads(x) for x in rankings.store_path(cfg).read_text().splitlines()]
+    ids = [x["record"]["id"] for x in lines]
+    assert len(ids) == len(set(ids)), "a prompt was stored twice"
+    prompts = data.load(cfg, "rm_prompts")
+    wanted = set(prompts["train"]["id"]) | set(prompts["validation"]["id"])
+    assert set(ids) == wanted, "the collection did not fill every RM prompt"
+    store = RankingStore(rankings.store_path(cfg))
+    by_id = {r["id"]: r for r in store.records()}
+    for i, m in zip(manual_ids, MANUAL):
+        assert by_id[i]["completions"] == m["completions"] and by_id[i]["labeler_id"] == "person"
+    assert rankings.collect(cfg) == rankings.out_path(cfg)  # again: nothing left to sample
+    summary = json.loads((rankings.out_path(cfg) / "summary.json").read_text())
+    assert summary["sampled_prompts"] == 0 and summary["resumed_from"] == len(wanted)
+    ds = datasets.load_from_disk(str(rankings.out_path(cfg)))
+    assert set(ds["train"]["id"]) | set(ds["validation"]["id"]) == set(store.ids())
+    val = ds["validation"][0]
+    assert len(val["heldout_ranking"]) == len(val["completions"]) == len(val["gold"])
+
+
+def test_summary_has_the_documented_keys(run):
+    s = json.loads((run[0].path / "rm" / "summary.json").read_text())
+    keys = {"mode", "epochs", "steps", "k", "batch_size", "lr", "train_prompts", "train_comparisons",
+            "validation_prompts", "forward_passes", "tokens", "train_seconds", "seconds", "accuracy", "ceiling",
+            "ceiling_ratio", "accuracy_by_category", "calibration", "shift", "demo_mean_before", "demo_mean_after",
+            "rankings", "resumed_from_step"}
+    assert keys <= set(s), keys - set(s)
+    assert set(s["accuracy"]) == {"heldout_panel", "train_panel", "train_split"}
+    assert set(s["ceiling"]) == {"same_items", "same_items_pairs", "world_train_panel", "bayes_heldout"}
+    assert s["mode"] == "kwise" and s["epochs"] == 1 and 0 <= s["accuracy"]["heldout_panel"] <= 1
+    assert sum(b["n"] for b in s["calibration"]) > 0
+    metrics = [json.loads(x) for x in (run[0].path / "rm_metrics.jsonl").read_text().splitlines()]
+    assert any("rm/loss" in m and "rm/accuracy" in m for m in metrics)
