@@ -5,8 +5,9 @@ RSS is its own), several times; we report the median with min–max, because the
 
     python benchmarks/run.py [--repeats 3] [--pretrain-steps 60]
 
-Rows so far: pretraining tokens/s and SFT tokens/s at the tiny profile's model size, and each stage's peak RSS.
-The comparisons against TRL (PPO, reward model) arrive with those stages.
+Rows so far: pretraining and SFT tokens/s at the tiny profile's model size, the reward model's comparisons/s
+K-wise vs pairwise on the same rankings, and each stage's wall time and peak RSS. The comparisons against TRL
+itself (PPO, RewardTrainer) are still to come.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# a smaller prompt pool than the demo's (the same web, the same model): the RM stage samples K answers for every RM
+# prompt, which at demo size is minutes of generation per round and measures nothing the throughput rows need
+WORLD = ["world.n_prompts=1500"]
 
 
 def run_stage(stage: str, run_dir: Path, overrides: list[str]) -> tuple[float, float]:
     """Run `igpt <stage>` in a child process; return (wall seconds, peak RSS of that child in MB)."""
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "igpt", stage, "--config", "tiny", "--run-dir", str(run_dir), *overrides],
+    subprocess.run([sys.executable, "-m", "igpt", stage, "--config", "tiny", "--run-dir", str(run_dir), *WORLD,
+                    *overrides],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - t0
     # the max over this process's children so far: one_round calls us in a fresh process per stage
@@ -50,7 +55,7 @@ def one_round(repeat: int, steps: int) -> dict:
         run_dir = Path(tmp) / "run"
         out = {}
         for stage, overrides in (("world", []), ("data", []), ("pretrain", [f"pretrain.steps={steps}"]),
-                                 ("sft", ["sft.epochs=1"])):
+                                 ("sft", ["sft.epochs=1"]), ("rm", [])):
             # measure each stage's peak in a fresh intermediate process so RUSAGE_CHILDREN is that stage's own
             res = subprocess.run([sys.executable, __file__, "--measure", stage, str(run_dir), *overrides],
                                  check=True, capture_output=True, text=True)
@@ -60,6 +65,18 @@ def one_round(repeat: int, steps: int) -> dict:
         out["pretrain_tokens_per_s"] = base["tokens_per_second"]
         out["sft_tokens_per_s"] = sft_tokens(run_dir) / sft_sum["train_seconds"]
         out["parameters"] = base["parameters"]
+        # the same rankings again, cut into independent pairs (how TRL / OpenRLHF / DeepSpeed-Chat train)
+        from igpt import reward
+        from igpt.config import config_from_run
+
+        cfg = config_from_run(run_dir)
+        cfg.reward.mode = "pairwise"
+        reward.train(cfg, out=run_dir / "rm_pairwise")
+        for mode, folder in (("kwise", "rm"), ("pairwise", "rm_pairwise")):
+            s = json.loads((run_dir / folder / "summary.json").read_text())
+            out[f"rm_{mode}_comparisons_per_s"] = s["train_comparisons"] / s["train_seconds"]
+            out[f"rm_{mode}_forward_passes"] = s["forward_passes"]
+            out[f"rm_{mode}_accuracy"] = s["accuracy"]["heldout_panel"]
     print(f"  round {repeat}: pretrain {out['pretrain_tokens_per_s']:.0f} tok/s, sft {out['sft_tokens_per_s']:.0f} "
           f"tok/s", flush=True)
     return out
@@ -100,11 +117,19 @@ def main() -> None:
         f"| SFT throughput, tokens/s (1 epoch, real tokens, no padding) | "
         f"{fmt([r['sft_tokens_per_s'] for r in rounds])} |",
     ]
-    for stage in ("world", "data", "pretrain", "sft"):
+    for mode in ("kwise", "pairwise"):
+        lines.append(f"| reward model, {mode}: comparisons/s (1 epoch) | "
+                     f"{fmt([r[f'rm_{mode}_comparisons_per_s'] for r in rounds])} |")
+        lines.append(f"| reward model, {mode}: sequences encoded / held-out accuracy | "
+                     f"{fmt([r[f'rm_{mode}_forward_passes'] for r in rounds])} / "
+                     f"{fmt([100 * (r[f'rm_{mode}_accuracy'] or 0) for r in rounds], 1)} % |")
+    ratio = [r["rm_kwise_comparisons_per_s"] / r["rm_pairwise_comparisons_per_s"] for r in rounds]
+    lines.append(f"| K-wise / pairwise comparisons/s (same rankings, same run) | {fmt(ratio, 2)} |")
+    for stage in ("world", "data", "pretrain", "sft", "rm"):
         lines.append(f"| `igpt {stage}` wall s / peak RSS MB | {fmt([r[stage][0] for r in rounds], 1)} / "
                      f"{fmt([r[stage][1] for r in rounds])} |")
-    lines += ["", "Not yet measured: PPO vs TRL 1.12, K-wise vs pairwise RM, the whole `make demo`, FLOP "
-              "utilisation (they arrive with the RM, PPO and benchmark issues).", ""]
+    lines += ["", "Not yet measured: PPO vs TRL 1.12, igpt's K-wise RM against TRL's RewardTrainer, the whole "
+              "`make demo`, FLOP utilisation (the benchmarks issue).", ""]
     (HERE / "results.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -53,6 +53,15 @@ def _rm(cfg: RunConfig) -> Path:
 
 
 # (name, function, config section shown in --help, one-line description)
+def _ppo(cfg: RunConfig) -> Path:
+    from igpt import ppo
+
+    out = ppo.train(cfg, ptx_coef=0.0)  # "PPO": gamma = 0
+    if cfg.ppo.ptx_coef > 0:
+        out = ppo.train(cfg, ptx_coef=cfg.ppo.ptx_coef)  # "PPO-ptx"
+    return out
+
+
 STAGES = [
     ("world", _world, "world", "build the mini-world: knowledge base, web corpus, prompt pool, labelers"),
     ("data", _data, "data", "construct the datasets: dedupe, per-user cap, user splits, PII filter, demonstrations"),
@@ -60,7 +69,7 @@ STAGES = [
     ("sft", _sft, "sft", "supervised fine-tuning on demonstrations"),
     # stages whose function is None are not built yet: the subcommand says so, `pipeline` stops before them
     ("rm", _rm, "reward", "collect K-wise rankings and train the reward model"),
-    ("ppo", None, "ppo", "PPO / PPO-ptx against the reward model"),
+    ("ppo", _ppo, "ppo", "PPO (runs/<run>/ppo) then PPO-ptx (runs/<run>/ppo_ptx) against the reward model"),
     ("eval", None, "eval", "evaluate every policy: win rates, truthfulness, ..."),
 ]
 

@@ -63,6 +63,13 @@ def _rng(cfg: RunConfig, prompt_id: str, who: str) -> random.Random:
 # comparing rankings
 
 
+def dense(ranking: list[int]) -> list[int]:
+    """Ranks without gaps, as the rankings schema wants: [0, 0, 3, 0] -> [0, 0, 1, 0]. A labeler gives identical
+    completions one shared rank and counts the others strictly better ("competition" ranks); same pairs."""
+    levels = sorted(set(ranking))
+    return [levels.index(x) for x in ranking]
+
+
 def ordered_pairs(ranking: list[int]) -> list[tuple[int, int]]:
     """All (winner, loser) index pairs a ranking implies; ties give none. [1, 0, 2] -> [(0, 2), (1, 0), (1, 2)]."""
     k = len(ranking)
@@ -130,7 +137,7 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
                 store.skip(p["id"], labeler.id)  # nothing to compare; do not sample it again on resume
                 stats["skipped_too_few"] += 1
                 continue
-            ranking = labeler.rank(p["prompt"], completions, _rng(cfg, p["id"], "train"))
+            ranking = dense(labeler.rank(p["prompt"], completions, _rng(cfg, p["id"], "train")))
             store.append({"id": p["id"], "prompt": p["prompt"], "completions": completions, "ranking": ranking,
                           "labeler_id": labeler.id, "category": p["category"]})
             stats["sampled_prompts"] += 1
@@ -191,7 +198,8 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
         # the held-out panel ranks the same validation completions: the paper's held-out accuracy (§4, Fig. 3 note)
         for rec in splits["validation"]:
             other = w.heldout_panel[order[rec["id"]] % len(w.heldout_panel)]
-            rec["heldout_ranking"] = other.rank(rec["prompt"], rec["completions"], _rng(cfg, rec["id"], "heldout"))
+            rec["heldout_ranking"] = dense(other.rank(rec["prompt"], rec["completions"],
+                                                      _rng(cfg, rec["id"], "heldout")))
             rec["heldout_labeler_id"] = other.id
     summary = {"source": source, "panel": panel, "imported": imported, "k": cfg.reward.k,
                "temperature": cfg.reward.temperature, "max_new_tokens": cfg.reward.max_new_tokens,

@@ -40,8 +40,11 @@ runs/<run>/rm/summary.json:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import random
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -50,7 +53,7 @@ import torch
 from torch import nn
 
 from igpt import hf, losses
-from igpt.config import RunConfig, env_device
+from igpt.config import RunConfig
 from igpt.errors import StageError
 from igpt.io import atomic_dir, write_json
 from igpt.prompting import format_prompt
@@ -307,8 +310,6 @@ def bayes_accuracy(w, rows: list[dict]) -> float:
 
 def _world_agreement(cfg: RunConfig, w) -> float | None:
     """world.agreement(train_panel, n=2000): read from world/summary.json, where `igpt world` stored it."""
-    import json
-
     path = cfg.path / "world" / "summary.json"
     if path.is_file():
         a = json.loads(path.read_text()).get("agreement", {})
@@ -417,7 +418,7 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
         save_steps=max(1, steps // 4),
         save_total_limit=1,
     )
-    ckpt = hf.last_checkpoint(work)
+    ckpt = _resumable_checkpoint(work, {"reward": dataclasses.asdict(r), "seed": cfg.seed, "train": len(train_set)})
     trainer = _make_trainer_class()(
         model=model, args=args, train_dataset=train_set, data_collator=collator,
         callbacks=[hf.MetricsCallback(cfg.path / f"{out.name}_metrics.jsonl", "rm", hf.checkpoint_step(ckpt))])
@@ -456,6 +457,18 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
           f"{_pct(a['train_panel'])} vs training labelers; labelers agree {_pct(c['same_items'])} on the same pairs; "
           f"{summary['forward_passes']} forward passes, {train_seconds:.0f}s")
     return out
+
+
+def _resumable_checkpoint(work: Path, setup: dict) -> str | None:
+    """The last checkpoint in `work` if it was made with this same setup; else clear `work` and start over (a
+    checkpoint of another batch size or data set would be resumed into the wrong schedule)."""
+    stamp = work / "igpt_setup.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != json.loads(json.dumps(setup)):
+        print(f"[igpt] rm: {work} holds checkpoints of another config or data set; starting over")
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, setup)
+    return hf.last_checkpoint(work)
 
 
 def _finite(x):

@@ -33,7 +33,10 @@ RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny
 OVERRIDES: list = []  # extra overrides such as sft.epochs=4
 
 # %%
+import html
 import json
+
+from IPython.display import HTML
 
 from igpt import data, plots, pretrain, sft
 from igpt.notebooks import notebook_config
@@ -48,7 +51,8 @@ print(json.dumps(demos["train"][0], indent=1))
 #
 # L_SFT = −(1/|y|) Σₜ log π(yₜ | x, y₍<ₜ₎): the sum runs over the completion y only. TRL implements this with
 # `completion_only_loss`: the labels of prompt tokens are set to −100, which cross-entropy ignores. Below, one
-# demonstration as the trainer sees it: **bold** tokens are trained on, the rest are context.
+# demonstration as the trainer sees it: green tokens are trained on (label = the token), grey ones are context
+# (label = −100).
 
 # %%
 tok = pretrain.load_tokenizer(pretrain.tokenizer_path(cfg))
@@ -58,10 +62,11 @@ prompt_ids = tok(ex["prompt"][0])["input_ids"]
 full_ids = tok(ex["prompt"][0] + ex["completion"][0])["input_ids"] + [tok.eos_token_id]
 labels = [-100] * len(prompt_ids) + full_ids[len(prompt_ids):]
 assert full_ids[: len(prompt_ids)] == prompt_ids  # the prompt tokenises the same alone and in context
-from IPython.display import Markdown
-
-Markdown(" ".join(f"**`{tok.decode([t])}`**" if lab != -100 else f"`{tok.decode([t])}`"
-                  for t, lab in zip(full_ids, labels)))
+print(f"{sum(lab != -100 for lab in labels)} of {len(labels)} tokens carry a label")
+HTML("".join(
+    f'<span style="background:{"#b7e4c7" if lab != -100 else "#e9ecef"};margin:1px;padding:1px 3px;'
+    f'font-family:monospace;white-space:pre">{html.escape(tok.decode([t]))}</span>'
+    for t, lab in zip(full_ids, labels)))
 
 # %% [markdown]
 # ## Train
@@ -76,10 +81,11 @@ summary = json.loads((sft_dir / "summary.json").read_text())
 # * **Training loss** falls within the first epoch and keeps falling; **validation loss** (one point per epoch)
 #   flattens or rises after a few epochs — the overfitting the paper also saw. The kept checkpoint is the epoch with
 #   the lowest validation loss (`best_checkpoint` in `summary.json`).
-# * **Gold score, base vs SFT** on held-out prompts from held-out users: SFT should be clearly higher (tiny run:
-#   a difference of 0.3 or more with a 95 % interval far from 0).
-# * **Pretraining validation loss** of SFT vs base: SFT's is a little higher — fine-tuning already costs some of
-#   the web's likelihood, before any RL.
+# * **Gold score, base vs SFT** on held-out prompts from held-out users: SFT should be clearly higher, its 95 %
+#   interval well above 0 (the tiny run: 0.47 → 0.63, difference +0.16, CI [+0.12, +0.19], n = 200).
+# * **Pretraining validation loss** of SFT vs base: SFT's is higher (tiny run: 0.73 → 1.14 nats) — fine-tuning
+#   already costs some of the web's likelihood before any RL. A learning rate of 1e-3 fits the demonstrations a
+#   little better but more than triples this loss; the tiny profile uses 3e-4.
 
 # %%
 plots.training_curve(cfg.path / "sft_metrics.jsonl", ["sft/loss", "sft/eval_loss"], "SFT loss").show()

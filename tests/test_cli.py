@@ -46,7 +46,7 @@ def test_missing_upstream_stage_is_a_clear_error(capsys, tmp_path):
 
 
 def test_unbuilt_stage_says_so(capsys, tmp_path):
-    assert main(["rm", "--smoke", "--run-dir", str(tmp_path)]) == 2
+    assert main(["eval", "--smoke", "--run-dir", str(tmp_path)]) == 2
     assert "not built yet" in capsys.readouterr().err
 
 

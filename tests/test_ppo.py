@@ -2,36 +2,35 @@
 reference is the adapter-off policy, resume continues the same run, the published folder loads."""
 
 import json
-import shutil
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 import igpt
-from igpt import data, ppo, pretrain, sft, world
+from igpt import ppo, pretrain
 from igpt.io import read_jsonl
 
 
 @pytest.fixture(scope="module")
-def sft_run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ppo-run")
-    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={path}"])
-    world.build(cfg.world, path / "world")
-    data.build(cfg)
-    pretrain.train(cfg)
-    sft.train(cfg)
-    return path
+def sft_run(smoke_run):
+    return smoke_run.path
 
 
-def _cfg(src, dst, *over):
-    for part in ("world", "data", "tokenizer", "base", "sft") + (("rm",) if (src / "rm").exists() else ()):
-        shutil.copytree(src / part, dst / part)
-    return igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={dst}", "ppo.reward_source=gold", *over])
+@pytest.fixture
+def make_cfg(copy_run):
+    return lambda src, dst, *over: _make_cfg(copy_run, src, dst, *over)
 
 
-def test_one_iteration_moves_every_trainable_weight_and_not_the_reference(sft_run, tmp_path, monkeypatch):
-    cfg = _cfg(sft_run, tmp_path, "ppo.iterations=1", "ppo.warmup_iters=0", "ppo.lr=1e-3", "ppo.value_lr=1e-3")
+def _make_cfg(copy_run, src, dst, *over):
+    copy_run(src, dst)
+    # the gold reward keeps these tests independent of the reward-model stage; few eval prompts keep them quick
+    return igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={dst}", "ppo.reward_source=gold",
+                                                          "eval.n_prompts=4", *over])
+
+
+def test_one_iteration_moves_every_trainable_weight_and_not_the_reference(sft_run, tmp_path, monkeypatch, make_cfg):
+    cfg = make_cfg(sft_run, tmp_path, "ppo.iterations=1", "ppo.warmup_iters=0", "ppo.lr=1e-3", "ppo.value_lr=1e-3")
     refs = []
     real_load = ppo.hf.load_causal_lm
 
@@ -60,9 +59,9 @@ def test_one_iteration_moves_every_trainable_weight_and_not_the_reference(sft_ru
     assert (out / "ema" / "config.json").is_file() and AutoModelForCausalLM.from_pretrained(out / "ema")
 
 
-def test_first_iteration_has_zero_kl_and_logprobs_match_generation(sft_run, tmp_path):
+def test_first_iteration_has_zero_kl_and_logprobs_match_generation(sft_run, tmp_path, make_cfg):
     """At iteration 0 the policy is the reference: the KL penalty is exactly zero and PPO's ratio is 1."""
-    cfg = _cfg(sft_run, tmp_path, "ppo.iterations=1", "ppo.ppo_epochs=1", "ppo.mini_batch_size=8")
+    cfg = make_cfg(sft_run, tmp_path, "ppo.iterations=1", "ppo.ppo_epochs=1", "ppo.mini_batch_size=8")
     rows = []
     ppo.train(cfg, ptx_coef=0.0, on_iteration=rows.append)
     assert abs(rows[0]["objective/kl"]) < 1e-5
@@ -70,15 +69,16 @@ def test_first_iteration_has_zero_kl_and_logprobs_match_generation(sft_run, tmp_
     assert rows[0]["ppo/ptx_loss"] == 0
 
 
-def test_resume_continues_the_same_run(sft_run, tmp_path):
+def test_resume_continues_the_same_run(sft_run, tmp_path, make_cfg):
     """Stop after 2 of 3 iterations (a checkpoint every iteration), resume: iteration 3 has the metrics of an
     uninterrupted run with the same seed."""
-    whole = _cfg(sft_run, tmp_path / "a", "ppo.iterations=3", "ppo.save_every=1")
+    whole = make_cfg(sft_run, tmp_path / "a", "ppo.iterations=3", "ppo.save_every=1")
     ppo.train(whole, ptx_coef=1.0)
-    cut = _cfg(sft_run, tmp_path / "b", "ppo.iterations=2", "ppo.save_every=1")
+    cut = make_cfg(sft_run, tmp_path / "b", "ppo.iterations=2", "ppo.save_every=1")
     ppo.train(cut, ptx_coef=1.0)
     resumed = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path / 'b'}", "ppo.reward_source=gold",
-                                                             "ppo.iterations=3", "ppo.save_every=1"])
+                                                             "eval.n_prompts=4", "ppo.iterations=3",
+                                                             "ppo.save_every=1"])
     ppo.train(resumed, ptx_coef=1.0)
     a = read_jsonl(tmp_path / "a" / "ppo_ptx_metrics.jsonl")
     b = read_jsonl(tmp_path / "b" / "ppo_ptx_metrics.jsonl")

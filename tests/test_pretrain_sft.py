@@ -8,20 +8,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import igpt
-from igpt import data, pretrain, sft, world
+from igpt import data, pretrain, sft
 from igpt.io import read_jsonl
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A smoke run through world -> data -> pretrain -> sft (about half a minute on 2 cores)."""
-    path = tmp_path_factory.mktemp("run")
-    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={path}"])
-    world.build(cfg.world, path / "world")
-    data.build(cfg)
-    pretrain.train(cfg)
-    sft.train(cfg)
-    return cfg
+def run(smoke_run):
+    return smoke_run
 
 
 def test_tokenizer_round_trips_and_loads_with_autotokenizer(run):
@@ -66,11 +59,11 @@ def test_completion_only_loss_masks_the_prompt(run):
 
     tok = pretrain.load_tokenizer(run.path / "tokenizer")
     tok.padding_side = "right"
-    rows = list(data.load(run, "sft")["train"])[:3]
+    rows = sorted(data.load(run, "sft")["train"], key=lambda r: len(r["prompt"]))[:3]  # none truncated away
     ds = Dataset.from_dict(sft.to_prompt_completion(rows))
     model = AutoModelForCausalLM.from_pretrained(run.path / "base")
     trainer = SFTTrainer(model=model, args=sft._sft_args(run, run.path / "logs" / "mask-test"), train_dataset=ds,
-                         processing_class=tok)
+                         eval_dataset=ds, processing_class=tok)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
     for i, r in enumerate(rows):
         ids, labels = batch["input_ids"][i], batch["labels"][i]

@@ -20,6 +20,16 @@ MANUAL = [{"prompt": "hand-ranked", "completions": ["a good answer.", "a bad one
           {"prompt": "hand-ranked", "completions": ["x y", "x", "y"], "ranking": [1, 0, 1]}]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Smoke-size models gain nothing from intra-op threads, and beside another busy process on a 2-core machine
+    two OpenMP threads spin against it (a 48-wide matmul measured ~80x slower): one thread keeps the file short."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A smoke run through sft; a few rankings appended by hand (a collection cut short); then `igpt rm`.

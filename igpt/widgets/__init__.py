@@ -2,6 +2,8 @@
 
 from igpt.widgets.kl_dashboard import KLDashboard, kl_dashboard, static_figures
 from igpt.widgets.ranking import FLAGS, RankingSession, RankingWidget, ranking_widget
+from igpt.widgets.reward_explorer import RewardExplorer, reward_explorer, score_rankings
 
 __all__ = ["FLAGS", "RankingSession", "RankingWidget", "ranking_widget",
-           "KLDashboard", "kl_dashboard", "static_figures"]
+           "KLDashboard", "kl_dashboard", "static_figures",
+           "RewardExplorer", "reward_explorer", "score_rankings"]

@@ -1,0 +1,165 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Rankings and the K-wise reward model
+#
+# *Follows: InstructGPT §3.4 (labelers), §3.5 "Reward modeling", Eq. 1, and App. C.2.*
+#
+# The second step of the paper's Figure 2. For each prompt the SFT model samples **K** answers (the paper: 4 to 9);
+# a labeler ranks them all at once. A ranking of K answers implies C(K,2) comparisons, and the reward model r_θ
+# learns from all of them with
+#
+# loss(θ) = −1/C(K,2) · E₍ₓ,y_w,y_l₎ [ log σ( r_θ(x, y_w) − r_θ(x, y_l) ) ]          (Eq. 1)
+#
+# The paper keeps the C(K,2) comparisons of a prompt together in **one batch element**: each answer is encoded once
+# (K forward passes instead of 2·C(K,2)), and the strongly correlated comparisons of one prompt do not get shuffled
+# into separate examples — which, the paper found, overfits within a single epoch. Other frameworks (TRL, OpenRLHF,
+# DeepSpeed-Chat) train on independent pairs; this notebook trains both ways on the same rankings.
+#
+# **In:** `sft/`, `data/rm_prompts`. **Out:** `labels/rankings.jsonl` (the crash-safe ranking store),
+# `data/rankings/`, `rm/` (model, `summary.json`), `rm_metrics.jsonl`, and `rm_pairwise/` for the comparison.
+
+# %% tags=["parameters"]
+PROFILE: str = ""  # config profile, empty for tiny
+SMOKE: bool = False  # True for test-sized world and models (seconds)
+RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
+OVERRIDES: list = []  # extra overrides such as reward.k=6
+
+# %%
+import dataclasses
+import json
+import math
+
+import datasets
+import plotly.graph_objects as go
+import torch
+from IPython.display import display
+
+from igpt import losses, plots, rankings, reward
+from igpt.notebooks import notebook_config
+from igpt.widgets import ranking_widget, reward_explorer
+
+cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES)
+print(f"K = {cfg.reward.k} completions per prompt, mode {cfg.reward.mode!r}, {cfg.reward.epochs} epoch(s)")
+
+# %% [markdown]
+# ## Sampling K answers and ranking them
+#
+# `rankings.collect` samples K answers per RM prompt from the SFT model (temperature 1) and has a labeler of the
+# training panel rank them. Every ranking goes into an append-only store as it is made, so an interrupted
+# collection resumes where it stopped; the validation prompts are also ranked by a held-out labeler.
+
+# %%
+rankings_dir = rankings.collect(cfg)
+ds = datasets.load_from_disk(str(rankings_dir))
+print(ds)
+row = ds["validation"][0]
+print("prompt:", row["prompt"])
+for text, r, g in sorted(zip(row["completions"], row["ranking"], row["gold"]), key=lambda t: t[1]):
+    print(f"  rank {r}  gold {g:.2f}  {text}")
+
+# %% [markdown]
+# **Rank a few yourself.** The widget below shows a prompt and its K answers; click the answers best first (or
+# type 1–9 in the keys box), mark ties and the paper's flags, then submit. Each submitted ranking is written at once
+# to `labels/human_rankings.jsonl` with fsync — a crashed kernel or a closed browser loses nothing, and reopening
+# resumes at the first prompt you have not ranked. (When the notebook runs unattended, nothing is clicked and the
+# simulated panel's rankings above are used.)
+
+# %%
+items = [{"id": r["id"], "prompt": r["prompt"], "completions": r["completions"], "category": r["category"]}
+         for r in list(ds["validation"])[:10]]
+display(ranking_widget(cfg.path / "labels" / "human_rankings.jsonl", items, labeler_id="you"))
+
+# %% [markdown]
+# ## The loss on one prompt, by hand
+#
+# Four answers with rewards r = (2.0, 0.5, 1.0, −1.0) and the labeler's ranking (0, 2, 1, 3) — answer 0 best,
+# answer 2 second, answer 1 third, answer 3 worst. The six pairs (w, l) and their −log σ(r_w − r_l):
+
+# %%
+r = torch.tensor([[2.0, 0.5, 1.0, -1.0]])
+rank = torch.tensor([[0, 2, 1, 3]])
+pairs = [(w, lo) for w in range(4) for lo in range(4) if rank[0, w] < rank[0, lo]]  # (winner, loser)
+terms = [-math.log(1 / (1 + math.exp(-(r[0, w] - r[0, lo]).item()))) for w, lo in pairs]
+for (w, lo), t in zip(pairs, terms):
+    print(f"  {w} beats {lo}: -log sigmoid({r[0, w].item():+.1f} - {r[0, lo].item():+.1f}) = {t:.4f}")
+by_hand = sum(terms) / len(terms)
+print(f"mean over C(4,2) = {len(pairs)} pairs: {by_hand:.4f}")
+assert abs(losses.kwise_ranking_loss(r, rank).item() - by_hand) < 1e-6
+
+# %% [markdown]
+# ## Train the reward model: K-wise (the paper) and pairwise (the usual way)
+#
+# Both read the same rankings. The RM is the SFT model with the unembedding removed and a scalar head; one epoch,
+# cosine learning rate (App. C.2). Afterwards its score is shifted so that the labelers' demonstrations score 0 on
+# average, as the paper does before RL.
+
+# %%
+rm_dir = reward.train(cfg)
+pair_cfg = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, mode="pairwise"))
+pair_dir = reward.train(pair_cfg, out=cfg.path / "rm_pairwise")
+kw = json.loads((rm_dir / "summary.json").read_text())
+pw = json.loads((pair_dir / "summary.json").read_text())
+
+# %% [markdown]
+# ## What to inspect
+#
+# * **Accuracy against held-out labelers** on validation prompts, next to the **ceiling**: how often a training and
+#   a held-out labeler agree on the same pairs. The paper's 6B RM reached 72.4 ± 0.4 % against held-out labelers
+#   while labelers agreed with each other 72.6 ± 1.5 % (§3.4, App. D). A healthy tiny run reaches ≥ 90 % of the
+#   ceiling.
+# * **Forward passes and time**, K-wise vs pairwise, for similar accuracy.
+# * **Calibration**: when the RM is more confident (a larger reward gap), its favourite wins more often.
+# * **Bias normalisation**: the demonstrations' mean score is ≈ 0 after the shift.
+
+# %%
+def pct(x):
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+for name, s in (("K-wise", kw), ("pairwise", pw)):
+    print(f"{name:9s} accuracy vs held-out labelers {pct(s['accuracy']['heldout_panel'])}, vs training labelers "
+          f"{pct(s['accuracy']['train_panel'])}; {s['forward_passes']} forward passes, {s['train_seconds']:.1f}s")
+print(f"labelers agree on the same pairs: {pct(kw['ceiling']['same_items'])}; "
+      f"ratio K-wise / ceiling = {kw['ceiling_ratio'] and round(kw['ceiling_ratio'], 3)}")
+print(f"demonstrations' mean score: {kw['demo_mean_before']:+.3f} before the shift, {kw['demo_mean_after']:+.4f} after")
+
+# %%
+cats = sorted(kw["accuracy_by_category"])
+plots.grouped_bars(cats, {"K-wise": [kw["accuracy_by_category"][c]["heldout_panel"] or 0 for c in cats],
+                          "pairwise": [pw["accuracy_by_category"].get(c, {}).get("heldout_panel") or 0
+                                       for c in cats]},
+                   "RM accuracy against held-out labelers, by category", "accuracy").show()
+cal = [b for b in kw["calibration"] if b["n"]]
+fig = go.Figure()
+fig.add_scatter(x=[b["predicted"] for b in cal], y=[b["observed"] for b in cal], mode="markers+lines",
+                text=[f"n={b['n']}" for b in cal], name="K-wise RM")
+fig.add_scatter(x=[0.5, 1], y=[0.5, 1], mode="lines", line=dict(dash="dot"), name="perfect calibration")
+fig.update_layout(title="calibration: predicted vs observed P(RM's favourite wins)", xaxis_title="σ(|Δr|)",
+                  yaxis_title="observed", height=340)
+fig.show()
+
+# %% [markdown]
+# ## Explore the reward distribution
+#
+# Histograms of the RM's rewards by category and by the labeler's rank position (the best-ranked answers should sit
+# to the right); choose a prompt to see its K answers sorted by reward next to the labeler's ranking and the gold
+# score; pick two answers to compare side by side.
+
+# %%
+explorer = reward_explorer(cfg.path, split="validation", limit=200)
+display(explorer)
+
+# %% [markdown]
+# **Next:** `05_ppo.ipynb` optimises the SFT policy against this reward model with PPO and PPO-ptx.

@@ -1,0 +1,156 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · PPO and PPO-ptx: optimising the reward model, on a leash
+#
+# *Follows: InstructGPT §3.5 "Reinforcement learning (RL)", Eq. 2, and App. C.3.*
+#
+# The policy starts as the SFT model and is trained with PPO to maximise
+#
+# objective(φ) = E₍ₓ,ᵧ₎∼π_RL [ r_θ(x, y) − β · log(π_RL(y|x) / π_SFT(y|x)) ] + γ · E_x∼D_pretrain [ log π_RL(x) ]
+#
+# * r_θ is the reward model of notebook 04 (bias-normalised);
+# * the **per-token KL penalty** (β = 0.02 in the paper) keeps the policy near the SFT model, so it cannot drift into
+#   text the reward model never saw (over-optimisation);
+# * the **pretraining mix** (γ; "PPO-ptx", γ = 27.8 in the paper) adds the language-modelling loss on web text to
+#   the same update, to buy back the "alignment tax" on public NLP tasks.
+#
+# `igpt.ppo.train` does one iteration in a fixed order — rollout, score, forward passes, KL-shaped rewards, GAE,
+# clipped updates with the ptx term in the same optimizer step, EMA — and logs every quantity to
+# `<name>_metrics.jsonl`. The value model starts from the reward model, as in the paper.
+#
+# **In:** `sft/`, `rm/`, `data/ppo_prompts`, `data/pretrain`. **Out:** `ppo/` and `ppo_ptx/` (policy, `ema/`,
+# `value/`, `summary.json`), `ppo_metrics.jsonl`, `ppo_ptx_metrics.jsonl`, `*_samples.jsonl`.
+
+# %% tags=["parameters"]
+PROFILE: str = ""  # config profile, empty for tiny
+SMOKE: bool = False  # True for test-sized world and models (seconds)
+RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
+OVERRIDES: list = []  # extra overrides such as ppo.kl_coef=0.05
+
+# %%
+import json
+
+import torch
+from IPython.display import display
+
+from igpt import data, hf, losses, ppo, pretrain
+from igpt.generation import decode_responses, generate_ids
+from igpt.notebooks import notebook_config
+from igpt.widgets import kl_dashboard, static_figures
+
+cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES)
+p = cfg.ppo
+print(f"beta (kl_coef) = {p.kl_coef}, gamma (ptx_coef) = {p.ptx_coef}, batch {p.batch_size} / minibatch "
+      f"{p.mini_batch_size}, {p.iterations} iterations, reward source: {p.reward_source}")
+
+# %% [markdown]
+# ## One iteration by hand
+#
+# Four prompts, one response each from the SFT policy; the reward model scores them; at the first iteration the
+# policy *is* the reference, so the KL term is exactly zero and every per-token reward is zero except the score on
+# the last token.
+
+# %%
+tok = pretrain.load_tokenizer(cfg.path / "sft")
+policy = hf.load_causal_lm(cfg.path / "sft")
+prompts = list(data.load(cfg, "ppo_prompts")["train"]["prompt"])[:4]
+torch.manual_seed(0)
+query, response, mask = generate_ids(policy, tok, prompts, p.max_new_tokens, p.temperature)  # (4,Tq) (4,T) (4,T)
+texts = decode_responses(tok, response, mask)
+scorer = ppo.make_scorer(cfg, torch.device("cpu"))
+scores = scorer(prompts, texts).float()  # (4,)
+for q, t, s in zip(prompts, texts, scores.tolist()):
+    print(f"{q!r}\n  -> {t!r}   score {s:+.3f}")
+
+with torch.no_grad():
+    logprobs = ppo.policy_logprobs(policy, query, response, mask, tok.pad_token_id, p.temperature)  # (4, T)
+    # the reference is the SFT model: at iteration 0 the policy has the very same weights
+    ref_logprobs = ppo.policy_logprobs(policy, query, response, mask, tok.pad_token_id, p.temperature)
+rewards, kl = losses.kl_penalized_rewards(scores, logprobs, ref_logprobs, mask, p.kl_coef)  # (4, T)
+assert kl.abs().max() == 0 and torch.allclose(rewards.sum(1), scores)
+
+# %% [markdown]
+# **GAE on one sequence, with numbers.** Take a 3-token response with per-token rewards r = (0, 0, 1) (the score
+# arrives at the end) and values V = (0.2, 0.4, 0.6). With γ = 1, λ = 0.95 (the paper's values):
+# δ₃ = 1 − 0.6 = 0.4, δ₂ = 0 + 0.6 − 0.4 = 0.2, δ₁ = 0 + 0.4 − 0.2 = 0.2;
+# A₃ = 0.4, A₂ = 0.2 + 0.95·0.4 = 0.58, A₁ = 0.2 + 0.95·0.58 = 0.751.
+
+# %%
+adv, ret = losses.gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.2, 0.4, 0.6]]), torch.ones(1, 3), 1.0, 0.95)
+print("advantages", adv.tolist(), "returns", ret.tolist())
+assert torch.allclose(adv, torch.tensor([[0.751, 0.58, 0.4]]))
+
+# %% [markdown]
+# **The clipped surrogate** (PPO, Schulman et al. 2017, Eq. 7): with advantage +1 and a new/old probability ratio
+# of 1.5, the objective is clipped at 1 + ε = 1.2, so the loss is −1.2 and this token counts in `clipfrac`.
+# **The ptx term** is the ordinary next-token loss on a batch of web text, added with weight γ to the same loss
+# before the single backward pass.
+
+# %%
+lp_new, lp_old = torch.log(torch.tensor([[1.5]])), torch.zeros(1, 1)
+loss, st = losses.policy_loss(lp_new, lp_old, torch.ones(1, 1), torch.ones(1, 1), 0.2)
+print(f"policy loss {loss.item():.3f}, clipfrac {st['clipfrac']:.1f}")
+assert abs(loss.item() + 1.2) < 1e-6 and st["clipfrac"] == 1.0
+x = next(ppo.ptx_batches(cfg, tok, 2, torch.Generator().manual_seed(0)))  # (2, ptx_block) web tokens
+print("ptx loss of the SFT policy on two web blocks:", losses.ptx_loss(policy(input_ids=x).logits, x,
+                                                                        torch.ones_like(x)).item())
+
+# %% [markdown]
+# ## Train PPO, then PPO-ptx, with the live dashboard
+#
+# The dashboard below updates after every iteration: reward and KL over iterations, the reward–KL frontier, a
+# per-token KL heat map of recent samples (scrub with the slider), clip fraction and entropy, the ptx loss.
+
+# %%
+dash = kl_dashboard(cfg.path)
+display(dash)
+ppo_dir = ppo.train(cfg, ptx_coef=0.0, on_iteration=dash.on_iteration)
+ptx_dir = ppo.train(cfg, ptx_coef=p.ptx_coef, on_iteration=dash.on_iteration)
+
+# %% [markdown]
+# ## PPO and PPO-ptx side by side
+#
+# Both answer the same held-out prompts (held-out users) greedily; the world's gold score judges them against the
+# SFT model's answers, and each model's pretraining validation loss measures the alignment tax.
+
+# %%
+rows = []
+for d in (ppo_dir, ptx_dir):
+    s = json.loads((d / "summary.json").read_text())
+    name = d.name
+    pol = s["policies"]
+    diff = s[f"{name}_minus_sft"]
+    rows.append((name, pol["sft"]["gold_overall"], pol[name]["gold_overall"], diff["mean"], diff["ci95"],
+                 pol["sft"]["pretrain_val_loss"], pol[name]["pretrain_val_loss"]))
+    print(f"{name:8s} gold: SFT {rows[-1][1]:.3f} -> {rows[-1][2]:.3f}  (diff {diff['mean']:+.3f}, 95% CI "
+          f"[{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}])   pretraining val loss: SFT {rows[-1][5]:.3f} -> "
+          f"{rows[-1][6]:.3f}")
+
+# %%
+for fig in static_figures(cfg.path).values():  # the same plots as plain figures, for the HTML report
+    fig.show()
+
+# %% [markdown]
+# ## What to inspect
+#
+# * **Reward** (`objective/scores`) rises over iterations while **KL** from SFT grows slowly: with β = 0.02 a
+#   healthy tiny run stays below a few nats per sequence. KL rising fast with the reward flat is reward hacking.
+# * **clipfrac** stays small (below ~0.2) and **entropy** falls slowly; a collapsing entropy means the policy is
+#   repeating itself.
+# * **ptx loss** (PPO-ptx only) should stay near the SFT model's web loss; PPO alone lets it drift upward.
+# * **Held-out gold score**: both RL policies should beat SFT; PPO-ptx's pretraining validation loss should stay
+#   closer to SFT's than PPO's does.
+#
+# **Next:** `06_evaluation.ipynb` compares every policy the way the paper's results section does.
