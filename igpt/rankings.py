@@ -21,6 +21,7 @@ of sampling; they have no gold scores or held-out rankings (the world's labelers
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import zlib
@@ -91,6 +92,22 @@ def pair_agreement(rankings_a: list[list[int]], rankings_b: list[list[int]]) -> 
     return (agree / n if n else float("nan")), n
 
 
+def bayes_accuracy(w, rows: list[dict]) -> float:
+    """The accuracy of a perfect RM against the held-out labelers on these pairs: each labeler ranks by
+    Plackett-Luce on utility / noise, so it prefers a to b with probability σ((u_a − u_b) / noise)."""
+    panel = {lab.id: lab for lab in w.heldout_panel}
+    total = n = 0.0
+    for r in rows:
+        lab = panel[r["heldout_labeler_id"]]
+        u = [lab.utility(r["prompt"], c) for c in r["completions"]]
+        for a in range(len(u)):
+            for b in range(a + 1, len(u)):
+                if r["completions"][a] != r["completions"][b]:  # identical texts are a tie: no comparison
+                    p = 1 / (1 + math.exp(-(u[a] - u[b]) / lab.noise))
+                    total, n = total + max(p, 1 - p), n + 1
+    return total / n if n else float("nan")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # sampling and ranking
 
@@ -152,6 +169,7 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
 
 def collect(cfg: RunConfig, panel: str = "train") -> Path:
     """Rank K SFT samples per RM prompt with the `panel` ("train" or "heldout") and export data/rankings/.
+    (panel="heldout" is for experiments: the validation's held-out rankings then come from the same panel.)
 
     Resumable: prompts already in labels/rankings.jsonl are not sampled again. With data/rankings_import present
     (the user's rankings) nothing is sampled and those rows are exported instead."""
@@ -195,7 +213,7 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
     if w is not None and not imported:
         for rec in (rec for s in SPLITS for rec in splits[s]):
             rec["gold"] = [w.score(rec["prompt"], c).overall for c in rec["completions"]]
-        # the held-out panel ranks the same validation completions: the paper's held-out accuracy (§4, Fig. 3 note)
+        # the held-out panel ranks the same validation completions: does the RM generalise to labelers it never saw
         for rec in splits["validation"]:
             other = w.heldout_panel[order[rec["id"]] % len(w.heldout_panel)]
             rec["heldout_ranking"] = dense(other.rank(rec["prompt"], rec["completions"],

@@ -18,15 +18,15 @@ OpenRLHF and DeepSpeed-Chat do, so the notebook can compare the two on the same 
 
 After training the score is shifted so that the labelers' demonstrations (data/sft train) score 0 on average, as
 the paper does before RL. The shift is a plain number in the saved config (`igpt_reward_shift`) and becomes the
-bias of the score head in `load_reward_model` (transformers' Llama head has no bias, so the checkpoint keeps the
-raw head: a plain `AutoModelForSequenceClassification.from_pretrained` gives the raw score, raw − shift).
+bias of the score head in `load_reward_model`. Transformers' Llama head has no bias, so the checkpoint keeps the
+raw head: a plain `AutoModelForSequenceClassification.from_pretrained` gives raw scores; subtract the shift.
 
 runs/<run>/rm/summary.json:
     mode, epochs, steps, k, batch_size, lr, train_prompts, train_comparisons, validation_prompts
     forward_passes, tokens                sequences and tokens through the RM while training (this process)
     train_seconds, seconds                training only; the whole stage (with rankings, evaluation, saving)
     accuracy        {heldout_panel, train_panel, train_split}   pairwise accuracy on validation rankings by a
-                                          held-out / a training labeler, and on the training rankings
+                                          held-out / a training labeler, and on (400 prompts of) the training ones
     ceiling         {same_items, same_items_pairs, world_train_panel, bayes_heldout}: how often a training and a
                                           held-out labeler agree on the same validation pairs; the training panel's
                                           agreement in the world's own test (n=2000); the best accuracy any RM can
@@ -46,6 +46,7 @@ import math
 import random
 import shutil
 import time
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -57,9 +58,10 @@ from igpt.config import RunConfig
 from igpt.errors import StageError
 from igpt.io import atomic_dir, write_json
 from igpt.prompting import format_prompt
-from igpt.rankings import ordered_pairs, pair_agreement
+from igpt.rankings import bayes_accuracy, ordered_pairs, pair_agreement
 
 CALIBRATION_EDGES = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf]  # bins of |r_a − r_b|
+TRAIN_ACCURACY_PROMPTS = 400  # training prompts re-scored for accuracy.train_split (the gap to validation: overfit)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -292,22 +294,6 @@ def calibration(rows: list[dict], rewards: list[list[float]], key: str) -> list[
             for b, v in sorted(bins.items())]
 
 
-def bayes_accuracy(w, rows: list[dict]) -> float:
-    """The accuracy of a perfect RM against the held-out labelers on these pairs: each labeler ranks by
-    Plackett-Luce on utility / noise, so it prefers a to b with probability σ((u_a − u_b) / noise)."""
-    panel = {lab.id: lab for lab in w.heldout_panel}
-    total = n = 0.0
-    for r in rows:
-        lab = panel[r["heldout_labeler_id"]]
-        u = [lab.utility(r["prompt"], c) for c in r["completions"]]
-        for a in range(len(u)):
-            for b in range(a + 1, len(u)):
-                if r["completions"][a] != r["completions"][b]:  # identical texts are a tie: no comparison
-                    p = 1 / (1 + math.exp(-(u[a] - u[b]) / lab.noise))
-                    total, n = total + max(p, 1 - p), n + 1
-    return total / n if n else float("nan")
-
-
 def _world_agreement(cfg: RunConfig, w) -> float | None:
     """world.agreement(train_panel, n=2000): read from world/summary.json, where `igpt world` stored it."""
     path = cfg.path / "world" / "summary.json"
@@ -332,7 +318,7 @@ def evaluate(cfg: RunConfig, model, tokenizer, ds, w) -> dict:
         return out
 
     val = list(ds["validation"]) if "validation" in ds else []
-    train_rows = list(ds["train"])
+    train_rows = list(ds["train"].select(range(min(TRAIN_ACCURACY_PROMPTS, len(ds["train"])))))
     val_r, train_r = rewards_of(val), rewards_of(train_rows)
     has_heldout = bool(val) and "heldout_ranking" in val[0]
     key = "heldout_ranking" if has_heldout else "ranking"
@@ -418,7 +404,8 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
         save_steps=max(1, steps // 4),
         save_total_limit=1,
     )
-    ckpt = _resumable_checkpoint(work, {"reward": dataclasses.asdict(r), "seed": cfg.seed, "train": len(train_set)})
+    data_crc = zlib.crc32(json.dumps([list(ds["train"]["id"]), list(ds["train"]["ranking"])]).encode())  # same data?
+    ckpt = _resumable_checkpoint(work, {"reward": dataclasses.asdict(r), "seed": cfg.seed, "rankings": data_crc})
     trainer = _make_trainer_class()(
         model=model, args=args, train_dataset=train_set, data_collator=collator,
         callbacks=[hf.MetricsCallback(cfg.path / f"{out.name}_metrics.jsonl", "rm", hf.checkpoint_step(ckpt))])
@@ -438,11 +425,12 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
 
     # normalise: the labelers' demonstrations score 0 on average (the paper does this before RL)
     demos = data.load(cfg, "sft")["train"]
-    raw = score(model, tokenizer, demos["prompt"], demos["completion"], max_length=r.max_length)
+    demo_prompts, demo_texts = list(demos["prompt"]), list(demos["completion"])
+    raw = score(model, tokenizer, demo_prompts, demo_texts, max_length=r.max_length)
     shift = sum(raw) / len(raw)
     set_shift(model, shift)
     model.config.igpt_reward_shift = shift
-    after = score(model, tokenizer, demos["prompt"], demos["completion"], max_length=r.max_length)
+    after = score(model, tokenizer, demo_prompts, demo_texts, max_length=r.max_length)
     summary.update({"shift": shift, "demo_mean_before": shift, "demo_mean_after": sum(after) / len(after),
                     "rankings": rankings.out_path(cfg).name, "resumed_from_step": hf.checkpoint_step(ckpt)})
     set_shift(model, None)  # save the plain bias-free head; the shift travels in config.json
