@@ -113,7 +113,8 @@ def make_scorer(cfg: RunConfig, device):
         raise StageError(f"{rm_dir} has no reward model: run `igpt rm --run-dir {cfg.run_dir}` (notebook 04) first")
     rm, rm_tok = reward.load_reward_model(rm_dir)
     rm.to(device)
-    return lambda prompts, responses: torch.tensor(reward.score(rm, rm_tok, prompts, responses))
+    return lambda prompts, responses: torch.tensor(reward.score(rm, rm_tok, prompts, responses,
+                                                                max_length=cfg.reward.max_length))
 
 
 # ----------------------------------------------------------------------------------------------------------------
