@@ -18,7 +18,6 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -390,7 +389,7 @@ def env_device(cfg: RunConfig) -> str:
         return cfg.device
     import torch
 
-    return "cuda" if torch.cuda.is_available() and not os.environ.get("IGPT_FORCE_CPU") else "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_run_dir(cfg: RunConfig) -> None:

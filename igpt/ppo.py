@@ -304,7 +304,8 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     with torch.no_grad():
         for t, e in zip(ema_policy.parameters(), ema):
             t.copy_(e.to(t.dtype))
-    sft_model = hf.load_causal_lm(sft_dir, cfg).to(device)
+    # the frozen reference is the SFT model; with LoRA (no separate reference) load it for the comparison
+    sft_model = ref if ref is not None else hf.load_causal_lm(sft_dir, cfg).to(device)
     summary, samples = compare_policies(cfg, w, {"sft": sft_model, name: policy}, tokenizer, baseline="sft")
     summary.update({"ptx_coef": gamma_ptx, "kl_coef": p.kl_coef, "iterations": p.iterations,
                     "episodes": p.iterations * p.batch_size, "reward_source": p.reward_source})
