@@ -14,13 +14,14 @@ from igpt.prompting import clean_response, format_prompt
 
 @torch.no_grad()
 def generate_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One batch. Returns (query, response, response_mask):
+                 top_k: int = 0, prefix: str = "") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch; `prefix` goes before each formatted prompt (the few-shot examples of "GPT-prompted").
+    Returns (query, response, response_mask):
     query (B, Tq) left-padded prompt ids; response (B, Tr) generated ids, padded with pad_token_id after EOS;
     response_mask (B, Tr) 1.0 on generated tokens up to and including the first EOS, 0.0 after it.
     """
     device = next(model.parameters()).device
-    enc = tokenizer([format_prompt(p) for p in prompts], return_tensors="pt", padding=True,
+    enc = tokenizer([prefix + format_prompt(p) for p in prompts], return_tensors="pt", padding=True,
                     add_special_tokens=False).to(device)
     sample = temperature > 0
     out = model.generate(
@@ -53,7 +54,8 @@ def decode_responses(tokenizer, response: torch.Tensor, response_mask: torch.Ten
 
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.0,
-             batch_size: int = 32, seed: int | None = 0, progress: bool = True, desc: str = "generate") -> list[str]:
+             batch_size: int = 32, seed: int | None = 0, progress: bool = True, desc: str = "generate",
+             prefix: str = "") -> list[str]:
     """Responses to `prompts` (text, in order). temperature 0 is greedy; seed makes sampling repeatable."""
     was_training = model.training
     model.eval()
@@ -61,7 +63,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, tem
         torch.manual_seed(seed)
     texts: list[str] = []
     for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
-        _, response, mask = generate_ids(model, tokenizer, prompts[i:i + batch_size], max_new_tokens, temperature)
+        _, response, mask = generate_ids(model, tokenizer, prompts[i:i + batch_size], max_new_tokens, temperature,
+                                          prefix=prefix)
         texts.extend(decode_responses(tokenizer, response, mask))
     model.train(was_training)
     return texts

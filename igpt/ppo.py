@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -129,6 +130,20 @@ def save_checkpoint(path: Path, iteration: int, policy, value_model, ema, optimi
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
         save_file({"torch": torch.get_rng_state(), "prompts": gen.get_state()}, tmp / "rng.safetensors")
         write_json(tmp / "state.json", {"iteration": iteration})
+
+
+def save_snapshot(path: Path, policy) -> None:
+    """The policy's trainable weights (all of them, or the LoRA adapter's), for evaluate.py's over-optimisation
+    curve; tensors tied to another (the tied unembedding) are stored once."""
+    seen, keep = set(), {}
+    for name, t in policy.named_parameters():
+        if t.requires_grad and t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            keep[name] = t.detach().contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(keep, str(tmp))
+    tmp.replace(path)
 
 
 def load_checkpoint(path: Path, policy, value_model, ema, optimizer, scheduler, gen) -> int:
@@ -293,6 +308,8 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                                  "score": b_scores[i].item(), "gold": gold[i], "kl": seq_kl[i].item(),
                                  "kl_per_token": b_kl[i, :n].tolist(),
                                  "tokens": [tokenizer.decode([t]) for t in b_response[i, :n].tolist()]})
+        if p.snapshot_every and (it + 1) % p.snapshot_every == 0:
+            save_snapshot(ckpt.parent / "snapshots" / f"iter_{it + 1:05d}.safetensors", policy)
         if (it + 1) % p.save_every == 0 or it == p.iterations - 1:
             save_checkpoint(ckpt, it, policy, value_model, ema, optimizer, scheduler, gen)
         if on_iteration is not None:
@@ -317,6 +334,8 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         value_model.save_pretrained(tmp / "value")
         write_json(tmp / "summary.json", summary)
         write_jsonl(tmp / "samples.jsonl", samples)
+        if (ckpt.parent / "snapshots").is_dir():
+            shutil.copytree(ckpt.parent / "snapshots", tmp / "snapshots")
     pol = summary["policies"]
     print(f"[igpt] {name}: gold {pol['sft']['gold_overall']:.3f} (sft) -> {pol[name]['gold_overall']:.3f}, "
           f"pretrain val loss {pol['sft']['pretrain_val_loss']:.3f} -> {pol[name]['pretrain_val_loss']:.3f}")
