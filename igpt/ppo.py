@@ -36,6 +36,7 @@ from igpt import hf, losses
 from igpt.config import RunConfig, env_device
 from igpt.errors import StageError
 from igpt.generation import decode_responses, generate_ids
+from igpt.guards import check_finite
 from igpt.io import MetricsLogger, atomic_dir, write_json, write_jsonl
 from igpt.pretrain import load_corpus, load_tokenizer, pack
 
@@ -223,6 +224,7 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
 
     from tqdm.auto import tqdm
 
+    last_good = None  # the previous minibatch's finite loss terms, for the diagnosis of a NaN
     bar = tqdm(range(start, p.iterations), initial=start, total=p.iterations, desc=name, dynamic_ncols=True)
     for it in bar:
         t0 = time.time()
@@ -272,7 +274,14 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                 loss = losses.ppo_ptx_loss(pg_loss, vf_loss, ptx, p.vf_coef, gamma_ptx)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(list(policy.parameters()) + list(value_model.parameters()), 1.0)
+                grad_norm = torch.nn.utils.clip_grad_norm_(list(policy.parameters()) + list(value_model.parameters()),
+                                                           1.0)
+                # a NaN/Inf stops here, before the step: the last checkpoint stays the last good one
+                terms = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "ptx_loss": ptx.item(),
+                         "grad_norm": grad_norm.item()}
+                check_finite(it, terms, last_good, stage=name, lr_key="ppo.lr",
+                             checkpoint=str(ckpt) if (ckpt / "state.json").is_file() else None)
+                last_good = {"step": it, **terms}
                 optimizer.step()
                 for k, v in {**pg_stats, **vf_stats, "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
                              "ptx_loss": ptx.item()}.items():

@@ -102,3 +102,25 @@ def test_lora_reference_is_the_adapter_off_policy(sft_run):
     lp_policy = ppo.policy_logprobs(peft_model, q, r, m, tok.pad_token_id, 1.0)
     assert torch.allclose(lp_ref, lp_sft, atol=1e-5)
     assert not torch.allclose(lp_policy, lp_sft, atol=1e-3)  # the (random) adapter is on for the policy
+
+
+def test_a_nan_stops_ppo_with_a_diagnosis_and_keeps_the_last_checkpoint(sft_run, tmp_path, make_cfg, monkeypatch):
+    cfg = make_cfg(sft_run, tmp_path, "ppo.iterations=3", "ppo.save_every=1")
+    real = ppo.losses.value_loss
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):  # finite for the first iteration's minibatches, then NaN
+        loss, st = real(*a, **k)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] > 2 else loss), st
+
+    monkeypatch.setattr(ppo.losses, "value_loss", poisoned)
+    from igpt.errors import StageError
+
+    with pytest.raises(StageError) as e:
+        ppo.train(cfg, ptx_coef=0.0)
+    msg = str(e.value)
+    assert "diverged at step 1" in msg and "value_loss is nan" in msg and "last finite values (step 0)" in msg
+    assert "ppo.lr" in msg and str(tmp_path / "logs" / "ppo" / "checkpoint") in msg
+    state = json.loads((tmp_path / "logs" / "ppo" / "checkpoint" / "state.json").read_text())
+    assert state["iteration"] == 0 and not (tmp_path / "ppo").exists()
