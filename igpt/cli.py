@@ -6,6 +6,7 @@
     igpt sft      --config tiny --run-dir runs/tiny sft.epochs=2
     igpt pipeline --config tiny --run-dir runs/x              # every stage in order
     igpt notebooks --config tiny --run-dir runs/x [--smoke]   # execute notebooks/NN_*.ipynb in order
+    igpt plan     --config full --gpus 8 --strategy zero3 --gpu-memory 80   # will PPO fit? (igpt.plan)
 
 Overrides are `section.key=value` (values read as YAML). An unknown key or a wrong type stops before any
 work with a message naming the key.
@@ -19,19 +20,23 @@ import time
 from pathlib import Path
 
 from igpt.config import SECTIONS, RunConfig, check_run_dir, field_docs, load_config, profiles, save_config
-from igpt.errors import IgptError, StageError
+from igpt.errors import IgptError, LaunchError, StageError
+from igpt.plan import STRATEGIES, plan, topology_of
 
 
+# world and data write the run folder and train nothing: under a multi-process launch the main process builds them
 def _world(cfg: RunConfig) -> Path:
-    from igpt import world
+    from igpt import launch, world
 
-    return world.build(cfg.world, cfg.path / "world")
+    launch.main_process_only(cfg, lambda: world.build(cfg.world, cfg.path / "world"))
+    return cfg.path / "world"
 
 
 def _data(cfg: RunConfig) -> Path:
-    from igpt import data
+    from igpt import data, launch
 
-    return data.build(cfg)
+    launch.main_process_only(cfg, lambda: data.build(cfg))
+    return cfg.path / "data"
 
 
 def _pretrain(cfg: RunConfig) -> Path:
@@ -54,8 +59,11 @@ def _rm(cfg: RunConfig) -> Path:
 
 # (name, function, config section shown in --help, one-line description)
 def _ppo(cfg: RunConfig) -> Path:
-    from igpt import ppo
+    from igpt import launch, ppo
 
+    if launch.launched_processes() > 1:  # each process would run its own PPO and write the same folders
+        raise LaunchError("igpt ppo runs in one process in this version; launch it with plain `igpt ppo` "
+                          "(python -m igpt ppo), not with accelerate launch or torchrun")
     out = ppo.train(cfg, ptx_coef=0.0)  # "PPO": gamma = 0
     if cfg.ppo.ptx_coef > 0:
         out = ppo.train(cfg, ptx_coef=cfg.ppo.ptx_coef)  # "PPO-ptx"
@@ -108,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma-separated notebook numbers to run, e.g. 00,01")
     p = sub.add_parser("config", help="print the resolved config as YAML", description="print the resolved config")
     _add_common(p)
+    p = sub.add_parser("plan", help="estimate PPO's memory per GPU for a profile and a topology (igpt.plan)",
+                       description="estimate the per-device memory of each PPO component (policy, value, reference, "
+                                   "reward model, activations, KV cache) and say whether it fits",
+                       epilog="e.g. igpt plan --config full --accelerate-config configs/accelerate/zero3.yaml "
+                              "--gpu-memory 80")
+    _add_common(p)
+    p.add_argument("--gpus", type=int, default=None, help="devices (default: the accelerate config's, else 1)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                   help="single, ddp, fsdp, zero2 or zero3 (default: the accelerate config's, else single/ddp)")
+    p.add_argument("--accelerate-config", default=None, metavar="FILE",
+                   help="take the strategy and the number of devices from an accelerate config file")
+    p.add_argument("--gpu-memory", type=float, default=None, metavar="GIB", help="memory per device, to say if it fits")
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="prompt length (default: reward.max_length - ppo.max_new_tokens, the longest the RM reads)")
     return parser
 
 
@@ -126,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             import yaml
 
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            return 0
+        if args.command == "plan":
+            strategy, n = topology_of(args.accelerate_config) if args.accelerate_config else (None, 1)
+            n = args.gpus or n
+            print(plan(cfg, n, args.strategy or strategy, args.gpu_memory, args.prompt_tokens).table())
             return 0
         if args.command == "notebooks":
             from igpt.notebooks import run_notebooks

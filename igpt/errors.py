@@ -24,3 +24,7 @@ class DataError(IgptError, ValueError):
 
 class StageError(IgptError, RuntimeError):
     """A stage cannot run: an input it needs from an earlier stage is missing or incompatible."""
+
+
+class LaunchError(IgptError, RuntimeError):
+    """The processes a stage runs in are not what the launcher was asked for (see igpt.launch)."""

@@ -180,3 +180,22 @@ def add_residual_dropout(model: torch.nn.Module, p: float) -> list:
         raise StageError(f"could not find attention/MLP blocks to add residual dropout to in {type(model).__name__}; "
                          "set sft.dropout=0")
     return handles
+def trained_model(trainer, load):
+    """The trained model, whole and usable alone, on the main process; None on the others (which then only wait
+    for it to evaluate and publish).
+
+    In one process and under DDP every process holds the whole model: the main process takes trainer.model.
+    Under FSDP and DeepSpeed ZeRO-3 each holds a shard, and a forward pass on one process alone would wait forever
+    for the others; so every process takes part in writing one whole checkpoint (trainer.save_model gathers the
+    shards; the shipped configs ask for FULL_STATE_DICT / 16-bit gathering) and the main process loads it back
+    with `load(path)`."""
+    sharded = trainer.is_fsdp_enabled or (trainer.is_deepspeed_enabled
+                                          and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3)
+    if not sharded:
+        return trainer.model if trainer.is_world_process_zero() else None
+    whole = Path(trainer.args.output_dir) / "gathered"
+    trainer.save_model(str(whole))
+    trainer.accelerator.wait_for_everyone()
+    return load(whole) if trainer.is_world_process_zero() else None
+
+

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from igpt import hf
+from igpt import hf, launch
 from igpt.config import RunConfig
 from igpt.errors import StageError
 from igpt.io import atomic_dir, write_json
@@ -147,7 +147,9 @@ def eval_loss(model, blocks: list[list[int]], batch_size: int = 16, max_blocks: 
 
 def train(cfg: RunConfig) -> Path:
     """Train the tokenizer and the base model; write runs/<run>/tokenizer/ and runs/<run>/base/. Resumable: an
-    interrupted run continues from its last Trainer checkpoint in runs/<run>/logs/pretrain/."""
+    interrupted run continues from its last Trainer checkpoint in runs/<run>/logs/pretrain/. Runs in one process
+    or in several (accelerate launch / torchrun): they share each batch; the main process trains the tokenizer
+    first and evaluates and publishes the model at the end."""
     hf.quiet()
     from datasets import Dataset
     from transformers import DataCollatorForLanguageModeling, LlamaForCausalLM, Trainer, TrainingArguments
@@ -156,16 +158,18 @@ def train(cfg: RunConfig) -> Path:
     if p.base_model:
         print(f"[igpt] pretrain: using the pretrained model {p.base_model!r}; nothing to train")
         return Path(p.base_model)
+    state = launch.prepare(cfg, "pretrain")  # refuses an impossible set-up before any work
     torch.manual_seed(cfg.seed)
     train_texts, val_texts = load_corpus(cfg)
 
     tok_dir = cfg.path / "tokenizer"
-    if (tok_dir / "tokenizer.json").is_file():
-        tokenizer = load_tokenizer(tok_dir)  # resuming: the tokenizer must be the one the checkpoint saw
-    else:
-        tokenizer = train_tokenizer(train_texts, p.vocab_size)
-        with atomic_dir(tok_dir) as tmp:
-            tokenizer.save_pretrained(tmp)
+    with state.main_process_first():  # the main process trains and saves it; the others load that one
+        if (tok_dir / "tokenizer.json").is_file():
+            tokenizer = load_tokenizer(tok_dir)  # resuming: the tokenizer must be the one the checkpoint saw
+        else:
+            tokenizer = train_tokenizer(train_texts, p.vocab_size)
+            with atomic_dir(tok_dir) as tmp:
+                tokenizer.save_pretrained(tmp)
 
     train_blocks = pack(train_texts, tokenizer, p.context)
     val_blocks = pack(val_texts, tokenizer, p.context)
@@ -175,13 +179,12 @@ def train(cfg: RunConfig) -> Path:
 
     mcfg = model_config(cfg, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
     model = LlamaForCausalLM(mcfg)
-    n_params = sum(t.numel() for t in model.parameters())
 
     work = cfg.path / "logs" / "pretrain"
     args = TrainingArguments(
         **hf.trainer_kwargs(cfg, work),
         max_steps=p.steps,
-        per_device_train_batch_size=p.batch_size,
+        per_device_train_batch_size=launch.per_process(p.batch_size, state.num_processes, "pretrain.batch_size"),
         learning_rate=p.lr,
         lr_scheduler_type="cosine",
         warmup_steps=p.warmup_steps,
@@ -206,10 +209,21 @@ def train(cfg: RunConfig) -> Path:
     t0 = time.time()
     trainer.train(resume_from_checkpoint=ckpt)
     seconds = time.time() - t0
-    val = eval_loss(model, val_blocks)
-    tokens = (p.steps - (hf.checkpoint_step(ckpt) or 0)) * p.batch_size * p.context
-
+    model = hf.trained_model(trainer, LlamaForCausalLM.from_pretrained)
     out = cfg.path / "base"
+    if model is not None:  # the main process; the others wait until it has published
+        _publish(cfg, trainer, model, tokenizer, train_blocks, val_blocks, seconds, hf.checkpoint_step(ckpt), out)
+    state.wait_for_everyone()
+    return out
+
+
+def _publish(cfg: RunConfig, trainer, model, tokenizer, train_blocks, val_blocks, seconds: float,
+             resumed_step: int | None, out: Path) -> None:
+    """Measure the validation loss and write runs/<run>/base/ whole."""
+    p = cfg.pretrain
+    n_params = sum(t.numel() for t in model.parameters())
+    val = eval_loss(model, val_blocks)
+    tokens = (p.steps - (resumed_step or 0)) * p.batch_size * p.context
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -226,4 +240,3 @@ def train(cfg: RunConfig) -> Path:
             "vocab_size": len(tokenizer),
         })
     print(f"[igpt] pretrain: {n_params / 1e6:.2f}M parameters, val loss {val:.3f}, {tokens / seconds:.0f} tokens/s")
-    return out

@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from igpt import hf, losses
+from igpt import hf, launch, losses
 from igpt.config import RunConfig
 from igpt.errors import StageError
 from igpt.io import atomic_dir, write_json
@@ -351,20 +351,24 @@ def evaluate(cfg: RunConfig, model, tokenizer, ds, w) -> dict:
 def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     """Train the RM on data/rankings (collected first if missing); write runs/<run>/rm/ (model, tokenizer,
     summary.json). `out` names another folder (e.g. runs/<run>/rm_pairwise, to keep both modes side by side);
-    its Trainer checkpoints go to runs/<run>/logs/<out name>/, from which an interrupted run resumes."""
+    its Trainer checkpoints go to runs/<run>/logs/<out name>/, from which an interrupted run resumes. Runs in one
+    process or in several (accelerate launch / torchrun): they share each batch; the main process collects the
+    rankings first, and evaluates and publishes at the end."""
     hf.quiet()
     import datasets
-    from transformers import TrainingArguments
+    from transformers import AutoModelForSequenceClassification, TrainingArguments
 
-    from igpt import data, rankings
+    from igpt import rankings
     from igpt.pretrain import load_tokenizer
 
     t_start = time.time()
     r = cfg.reward
     if r.mode not in ("kwise", "pairwise"):
         raise StageError(f"reward.mode must be 'kwise' or 'pairwise', got {r.mode!r}")
-    if not (rankings.out_path(cfg) / "dataset_dict.json").is_file():
-        rankings.collect(cfg)
+    state = launch.prepare(cfg, "rm")  # refuses an impossible set-up before any model is loaded
+    with state.main_process_first():  # one process samples and ranks; the others find the rankings done
+        if not (rankings.out_path(cfg) / "dataset_dict.json").is_file():
+            rankings.collect(cfg)
     ds = datasets.load_from_disk(str(rankings.out_path(cfg)))
     w = None
     if (cfg.path / "world").exists():
@@ -375,7 +379,8 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(rankings.sft_path(cfg))
     tokenizer.padding_side = "right"
-    model = init_reward_model(cfg, tokenizer)
+    with state.main_process_first():  # a LoRA SFT is merged once, by the main process
+        model = init_reward_model(cfg, tokenizer)
     train_rows = ds["train"].select_columns(["prompt", "completions", "ranking"])
     if r.mode == "kwise":
         train_set, collator, per_step = train_rows, KwiseCollator(tokenizer, r.max_length), r.batch_size
@@ -390,7 +395,7 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     args = TrainingArguments(
         **hf.trainer_kwargs(cfg, work),
         num_train_epochs=r.epochs,  # the paper: one epoch; more overfits (App. C.2)
-        per_device_train_batch_size=per_step,
+        per_device_train_batch_size=launch.per_process(per_step, state.num_processes, "reward.batch_size"),
         learning_rate=r.lr,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": 0.1},  # cosine to 10% of the peak (App. C.2)
@@ -405,7 +410,8 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
         save_total_limit=1,
     )
     data_crc = zlib.crc32(json.dumps([list(ds["train"]["id"]), list(ds["train"]["ranking"])]).encode())  # same data?
-    ckpt = _resumable_checkpoint(work, {"reward": dataclasses.asdict(r), "seed": cfg.seed, "rankings": data_crc})
+    with state.main_process_first():  # the main process clears checkpoints of another setup before anyone reads
+        ckpt = _resumable_checkpoint(work, {"reward": dataclasses.asdict(r), "seed": cfg.seed, "rankings": data_crc})
     trainer = _make_trainer_class()(
         model=model, args=args, train_dataset=train_set, data_collator=collator,
         callbacks=[hf.MetricsCallback(cfg.path / f"{out.name}_metrics.jsonl", "rm", hf.checkpoint_step(ckpt))])
@@ -413,16 +419,25 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     t0 = time.time()
     trainer.train(resume_from_checkpoint=ckpt)
     train_seconds = time.time() - t0
-    model = trainer.model.eval()
-
     summary = {"mode": r.mode, "epochs": r.epochs, "steps": trainer.state.global_step, "k": r.k,
                "batch_size": per_step, "lr": r.lr, "train_prompts": len(ds["train"]),
                "train_comparisons": sum(len(ordered_pairs(x)) for x in ds["train"]["ranking"]),
                "validation_prompts": len(ds["validation"]) if "validation" in ds else 0,
                "forward_passes": trainer.forward_passes, "tokens": trainer.tokens,
-               "train_seconds": round(train_seconds, 2)}
-    summary.update(evaluate(cfg, model, tokenizer, ds, w))
+               "train_seconds": round(train_seconds, 2), "resumed_from_step": hf.checkpoint_step(ckpt)}
+    model = hf.trained_model(trainer, lambda path: AutoModelForSequenceClassification.from_pretrained(str(path)))
+    if model is not None:  # the main process; the others wait until it has published
+        _publish(cfg, model.eval(), tokenizer, ds, w, summary, out, t_start)
+    state.wait_for_everyone()
+    return out
 
+
+def _publish(cfg: RunConfig, model, tokenizer, ds, w, summary: dict, out: Path, t_start: float) -> None:
+    """Evaluate the trained RM, shift its scores so the demonstrations average 0, write runs/<run>/rm/ whole."""
+    from igpt import data, rankings
+
+    r = cfg.reward
+    summary.update(evaluate(cfg, model, tokenizer, ds, w))
     # normalise: the labelers' demonstrations score 0 on average (the paper does this before RL)
     demos = data.load(cfg, "sft")["train"]
     demo_prompts, demo_texts = list(demos["prompt"]), list(demos["completion"])
@@ -432,7 +447,7 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     model.config.igpt_reward_shift = shift
     after = score(model, tokenizer, demo_prompts, demo_texts, max_length=r.max_length)
     summary.update({"shift": shift, "demo_mean_before": shift, "demo_mean_after": sum(after) / len(after),
-                    "rankings": rankings.out_path(cfg).name, "resumed_from_step": hf.checkpoint_step(ckpt)})
+                    "rankings": rankings.out_path(cfg).name})
     set_shift(model, None)  # save the plain bias-free head; the shift travels in config.json
     summary["seconds"] = round(time.time() - t_start, 2)
     with atomic_dir(out) as tmp:
@@ -443,8 +458,7 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     a, c = summary["accuracy"], summary["ceiling"]
     print(f"[igpt] rm ({r.mode}): accuracy {_pct(a['heldout_panel'])} vs held-out labelers, "
           f"{_pct(a['train_panel'])} vs training labelers; labelers agree {_pct(c['same_items'])} on the same pairs; "
-          f"{summary['forward_passes']} forward passes, {train_seconds:.0f}s")
-    return out
+          f"{summary['forward_passes']} forward passes, {summary['train_seconds']:.0f}s")
 
 
 def _resumable_checkpoint(work: Path, setup: dict) -> str | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from igpt import hf
+from igpt import hf, launch
 from igpt.config import RunConfig
 from igpt.errors import StageError
 from igpt.generation import generate
@@ -37,15 +37,16 @@ def to_prompt_completion(rows) -> dict[str, list[str]]:
             "completion": [" " + r["completion"].strip() for r in rows]}
 
 
-def _sft_args(cfg: RunConfig, work: Path):
+def _sft_args(cfg: RunConfig, work: Path, n_processes: int = 1):
     from trl import SFTConfig as TRLSFTConfig
 
     s = cfg.sft
+    per_process = launch.per_process(s.batch_size, n_processes, "sft.batch_size")  # the config's batch is global
     return TRLSFTConfig(
         **hf.trainer_kwargs(cfg, work),
         num_train_epochs=s.epochs,
-        per_device_train_batch_size=s.batch_size,
-        per_device_eval_batch_size=s.batch_size,
+        per_device_train_batch_size=per_process,
+        per_device_eval_batch_size=per_process,
         learning_rate=s.lr,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": s.lr_min_ratio},  # decay to 10% of the peak (App. C.1)
@@ -106,8 +107,10 @@ def compare_policies(cfg: RunConfig, w, models: dict, tokenizer, baseline: str) 
 
 def train(cfg: RunConfig) -> Path:
     """Fine-tune the base model on the demonstrations; write runs/<run>/sft/ (model, tokenizer, summary.json,
-    samples.jsonl). Resumable from the last epoch checkpoint in runs/<run>/logs/sft/."""
+    samples.jsonl). Resumable from the last epoch checkpoint in runs/<run>/logs/sft/. Runs in one process or in
+    several (accelerate launch / torchrun): they share each batch, and the main process evaluates and publishes."""
     hf.quiet()
+    state = launch.prepare(cfg, "sft")  # refuses an impossible set-up before any model is loaded
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -134,7 +137,7 @@ def train(cfg: RunConfig) -> Path:
     ckpt = hf.last_checkpoint(work)
     trainer = SFTTrainer(
         model=model,
-        args=_sft_args(cfg, work),
+        args=_sft_args(cfg, work, state.num_processes),
         train_dataset=Dataset.from_dict(to_prompt_completion(demos["train"])),
         eval_dataset=Dataset.from_dict(to_prompt_completion(demos["validation"])),
         processing_class=tokenizer,
@@ -142,25 +145,32 @@ def train(cfg: RunConfig) -> Path:
         callbacks=[hf.MetricsCallback(cfg.path / "sft_metrics.jsonl", "sft", hf.checkpoint_step(ckpt))],
     )
     hf.tidy(trainer, "sft")
+    n_trained = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # before any sharding
     t0 = time.time()
     trainer.train(resume_from_checkpoint=ckpt)
     seconds = time.time() - t0
     for h in hooks:
         h.remove()
-    model = trainer.model.eval()
-    tokenizer.padding_side = "left"
+    model = hf.trained_model(trainer, lambda path: hf.load_causal_lm(path, cfg))
+    out = cfg.path / "sft"
+    if model is not None:  # the main process; the others wait until it has published
+        _publish(cfg, w, trainer, model.eval(), tokenizer, out, {
+            "train_seconds": seconds, "train_examples": len(demos["train"]), "parameters_trained": n_trained})
+    state.wait_for_everyone()
+    return out
 
+
+def _publish(cfg: RunConfig, w, trainer, model, tokenizer, out: Path, facts: dict) -> None:
+    """Answer held-out prompts with the base and the SFT model, then write runs/<run>/sft/ whole."""
+    tokenizer.padding_side = "left"
     base = hf.load_causal_lm(base_path(cfg), cfg).to(next(model.parameters()).device)
     summary, samples = compare_policies(cfg, w, {"base": base, "sft": model}, tokenizer, baseline="base")
     history = [h for h in trainer.state.log_history if "eval_loss" in h]
     summary.update({
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "eval_loss_by_epoch": [h["eval_loss"] for h in history],
-        "train_seconds": seconds,
-        "train_examples": len(demos["train"]),
-        "parameters_trained": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        **facts,
     })
-    out = cfg.path / "sft"
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -169,4 +179,3 @@ def train(cfg: RunConfig) -> Path:
     sb = summary["policies"]
     print(f"[igpt] sft: gold {sb['base']['gold_overall']:.3f} (base) -> {sb['sft']['gold_overall']:.3f} (sft), "
           f"diff {summary['sft_minus_base']['mean']:+.3f} CI {summary['sft_minus_base']['ci95']}")
-    return out

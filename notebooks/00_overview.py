@@ -80,6 +80,34 @@ paper = igpt.load_config("paper")
 assert paper.ppo.kl_coef == 0.02 and paper.ppo.ptx_coef == 27.8  # the paper's values, App. C.3
 
 # %% [markdown]
+# ## Scaling up: will PPO fit?
+#
+# PPO holds four models at once — the policy and the value model with their optimizer states, the frozen SFT
+# reference and the frozen reward model — besides the activations of a training step and the rollouts' KV cache.
+# The planner (`igpt.plan`, also `igpt plan` on the command line) estimates each per device from the model's
+# config, the profile (full, LoRA, QLoRA; precision), the PPO batches and the topology (one GPU, DDP, FSDP,
+# ZeRO-2/3), with the formulas in its docstring. Measured on this profile's tiny model on CPU, it is within a few
+# percent of the memory a PPO-ptx step really allocates (tests/test_plan.py).
+
+# %%
+from igpt import plan
+
+print(plan.plan(cfg).table())  # this profile's model, on one device
+
+# %% [markdown]
+# The same for real models, without downloading them: which sizes fit one GPU with the `lora` profile in 4 bits
+# (QLoRA), and 8 × 80 GiB with the `full` profile. The training step's activations dominate once the weights are
+# sharded: `ppo.mini_batch_size` is the first knob (README, "Scaling up").
+
+# %%
+qlora = igpt.load_config("lora", overrides=["sft.load_in_4bit=true"])
+print(plan.fits_table(qlora, [("QLoRA, 1 x 24 GiB", "single", 1, 24), ("QLoRA, 1 x 80 GiB", "single", 1, 80)]))
+print()
+print(plan.fits_table(igpt.load_config("full"), [("8 x 80 GiB, ZeRO-2", "zero2", 8, 80),
+                                                  ("8 x 80 GiB, ZeRO-3", "zero3", 8, 80),
+                                                  ("8 x 80 GiB, FSDP", "fsdp", 8, 80)]))
+
+# %% [markdown]
 # ## Switching profiles and exporting to scripts
 #
 # * In a notebook: set `PROFILE = "lora"` in the first cell (or run `igpt notebooks --config lora`).

@@ -1,0 +1,171 @@
+"""Several processes on CPU (gloo). `igpt sft` and `igpt rm` launched with `accelerate launch --multi_gpu
+--num_processes 2` and ACCELERATE_USE_CPU=true end with the same weights in both processes, and with the weights
+one process reaches on the same global batch (the two processes get half of it each). The launches that silently
+run something else are refused before any work."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+import igpt
+from igpt import launch, rankings, reward, sft
+from igpt.errors import ConfigError, LaunchError
+
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+WORKER = Path(__file__).parent / "mp_stage.py"
+# the same global batch in both runs; no dropout, whose random masks would differ between 1 and 2 processes
+OVERRIDES = ["sft.batch_size=4", "sft.dropout=0", "reward.batch_size=4", "reward.k=3", "reward.max_new_tokens=8"]
+N_TRAIN = 32  # examples per training split: a multiple of the batch, so no step has a short or padded batch
+
+
+def _trim(path: Path, keep) -> None:
+    """Keep the rows of a saved DatasetDict's train split for which keep(row) holds, the first N_TRAIN of them."""
+    ds = datasets.load_from_disk(str(path))
+    rows = [i for i, row in enumerate(ds["train"]) if keep(row)][:N_TRAIN]
+    assert len(rows) == N_TRAIN
+    ds["train"] = ds["train"].select(rows)
+    tmp = path.with_name(path.name + ".trimmed")
+    ds.save_to_disk(str(tmp))
+    shutil.rmtree(path)
+    tmp.rename(path)
+
+
+@pytest.fixture(scope="module")
+def src(smoke_run, tmp_path_factory):
+    """The smoke run with rankings, its SFT and ranking training splits cut to N_TRAIN rows."""
+    path = tmp_path_factory.mktemp("mp") / "src"
+    for part in ("world", "data", "tokenizer", "base", "sft"):
+        shutil.copytree(smoke_run.path / part, path / part)
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={path}", *OVERRIDES])
+    rankings.collect(cfg)
+    _trim(path / "data" / "sft", lambda row: True)
+    _trim(rankings.out_path(cfg), lambda row: len(set(row["ranking"])) > 1)  # a prompt with no pair adds no loss
+    return path
+
+
+def free_port() -> int:
+    """A port nobody listens on now: other test runs on this machine may hold accelerate's default 29500."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+STAGES = {"sft": ("base", AutoModelForCausalLM), "rm": ("sft", AutoModelForSequenceClassification)}
+
+
+@pytest.fixture(scope="module")
+def two(src, tmp_path_factory):
+    """`igpt sft` and then `igpt rm` (from the smoke SFT model, not from this SFT), each in its own run folder, in
+    one 2-process launch (one start-up for both). Returns {stage: run folder}."""
+    root = tmp_path_factory.mktemp("two")
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
+           str(WORKER)]
+    for stage in STAGES:
+        cmd += ["::"] * (stage != "sft") + [stage, "--config", "tiny", "--smoke", "--run-dir", str(root / stage),
+                                            *OVERRIDES]
+        _copy(src, root / stage, stage)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for stage in STAGES:
+        assert out.stdout.count(f"[igpt] stage {stage} done") == 2  # both processes ran the stage to its end
+    return {stage: root / stage for stage in STAGES}
+
+
+def _copy(src: Path, run: Path, stage: str) -> None:
+    for part in ("world", "data", "tokenizer", "base") + (("sft",) if stage == "rm" else ()):
+        shutil.copytree(src / part, run / part)
+
+
+def _distance(a: dict, b: dict) -> float:
+    """The L2 norm of the difference of two state dicts (the same keys)."""
+    assert a.keys() == b.keys()
+    return torch.sqrt(sum(((a[k].double() - b[k].double()) ** 2).sum() for k in a)).item()
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_two_processes_train_one_model_like_one_process_with_the_same_batch(src, two, tmp_path, stage):
+    ranks = [load_file(two[stage] / f"{stage}_rank{i}.safetensors") for i in range(2)]
+    for k in ranks[0]:
+        assert torch.equal(ranks[0][k], ranks[1][k]), f"{k} differs between the two processes"
+    start, auto = STAGES[stage]
+    published = auto.from_pretrained(two[stage] / stage).state_dict()
+    assert _distance(published, ranks[0]) == 0, "the main process publishes the weights it trained"
+
+    _copy(src, tmp_path, stage)
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}", *OVERRIDES])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each launched process
+    try:
+        single = auto.from_pretrained(sft.train(cfg) if stage == "sft" else reward.train(cfg)).state_dict()
+    finally:
+        torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)  # the RM's new score head: drawn as the stage draws it
+    init = auto.from_pretrained(src / start).state_dict()
+    moved = _distance(single, init)
+    # float sums in another order, amplified by Adam on near-zero gradients: far below what training moved; a
+    # different batch (e.g. each process taking the whole batch instead of half) lands about `moved` away
+    assert _distance(single, ranks[0]) < 0.01 * moved, (_distance(single, ranks[0]), moved)
+
+
+def test_the_cpu_flag_with_several_processes_is_refused(monkeypatch):
+    """`accelerate launch --cpu --num_processes 2` starts one process: the environment accelerate's own launcher
+    prepares for it is recognised, and the stage stops instead of training alone."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_simple_launcher_cmd_env
+
+    args = launch_command_parser().parse_args(["--cpu", "--num_processes", "2", "-m", "igpt", "sft"])
+    args, _, _ = _validate_launch_command(args)
+    _, env = prepare_simple_launcher_cmd_env(args)
+    for var in launch.WORLD_SIZE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(os, "environ", env)
+    with pytest.raises(LaunchError, match="--multi_gpu"):
+        launch.launched_processes()
+
+
+def test_a_state_that_sees_fewer_processes_than_launched_is_refused(monkeypatch):
+    """A 2-process launch whose accelerate state counts one process (a plain Accelerator on a machine without
+    CUDA) would train two independent copies."""
+    import accelerate
+
+    class OneProcess:
+        num_processes = 1
+        distributed_type = accelerate.DistributedType.NO
+
+        def __init__(self, cpu=False):
+            pass
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(accelerate, "PartialState", OneProcess)
+    with pytest.raises(LaunchError, match="launched as 2 processes but accelerate sees 1"):
+        launch.prepare(igpt.load_config("tiny", smoke=True), "sft")
+
+
+@pytest.mark.parametrize("key, value", [("sft.batch_size", 5), ("ppo.mini_batch_size", 3)])
+def test_a_batch_the_processes_cannot_share_is_refused(key, value):
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"{key}={value}"])
+    stage = key.split(".")[0]
+    with pytest.raises(ConfigError, match=rf"'{key}' \({value}\).*divisible by the number of processes \(2\)"):
+        for k, batch in launch.stage_batches(cfg, stage).items():
+            launch.per_process(batch, 2, k)
+    launch.stage_batches(cfg, stage)  # one process takes any batch
+    for k, batch in launch.stage_batches(cfg, stage).items():
+        assert launch.per_process(batch, 1, k) == batch
+
+
+def test_ppo_refuses_a_multi_process_launch(monkeypatch, capsys, tmp_path):
+    from igpt.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["ppo", "--smoke", "--run-dir", str(tmp_path)]) == 2
+    assert "runs in one process" in capsys.readouterr().err
