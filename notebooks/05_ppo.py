@@ -146,14 +146,38 @@ for fig in static_figures(cfg.path).values():  # the same plots as plain figures
 # ## What to inspect
 #
 # * **Reward** (`objective/scores`) rises over iterations while **KL** from SFT grows slowly: with β = 0.02 a
-#   healthy tiny run stays below a few nats per sequence. KL rising fast with the reward flat is reward hacking.
+#   healthy run stays below a few nats per sequence. KL rising fast with the reward-model score while the gold
+#   score (`objective/gold`, never used for training) stays flat is reward hacking.
 # * **clipfrac** stays small (below ~0.2) and **entropy** falls slowly; a collapsing entropy means the policy is
 #   repeating itself.
 # * **ptx loss** (PPO-ptx only) should stay near the SFT model's web loss; PPO alone lets it drift upward.
 # * **Held-out gold score**: both RL policies should beat SFT; PPO-ptx's pretraining validation loss should stay
-#   closer to SFT's than PPO's does.
-#
-# These are the ranges to aim for; the tiny profile's PPO settings have not been tuned to reach them yet (see the
-# README's roadmap), so read this run's numbers as they come.
+#   closer to SFT's than PPO's does. The cell below checks both on this run.
+
+# %%
+s_ppo, s_ptx = (json.loads((d / "summary.json").read_text()) for d in (ppo_dir, ptx_dir))
+sft_gold = s_ppo["policies"]["sft"]["gold_overall"]
+sft_loss = s_ppo["policies"]["sft"]["pretrain_val_loss"]
+checks = {
+    "PPO's held-out gold above SFT's": s_ppo["policies"]["ppo"]["gold_overall"] > sft_gold,
+    "PPO-ptx's held-out gold above SFT's": s_ptx["policies"]["ppo_ptx"]["gold_overall"] > sft_gold,
+    "PPO-ptx's pretraining loss closer to SFT's than PPO's": abs(s_ptx["policies"]["ppo_ptx"]["pretrain_val_loss"]
+                                                                 - sft_loss)
+    < abs(s_ppo["policies"]["ppo"]["pretrain_val_loss"] - sft_loss),
+}
+for what, ok in checks.items():
+    print(("met      " if ok else "NOT MET  ") + what)
+
+# %% [markdown]
+# **Reading a miss.** At the tiny profile the reward model is the weak link: it agrees with held-out labelers on
+# about 57 % of pairs of SFT samples (they agree with each other on about 62 %), and what it learned is mostly
+# what a good answer *looks like*, not whether it is *true* or even on topic. Given 40 iterations, PPO finds a
+# friendly, well-formed answer the reward model scores highly for almost any prompt (look at the last samples
+# in the dashboard) — the policy's reward-model score keeps rising while its gold score does not. That is the
+# over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. Two experiments to try from
+# here: `ppo.reward_source=gold` trains against the world's gold score instead (in our tiny run the same PPO
+# code then raised the held-out gold score from 0.629 to 0.655, difference +0.026 with 95 % CI [−0.001, +0.052]:
+# the optimiser is not the problem), and a larger `ppo.kl_coef` keeps the policy nearer SFT, trading reward for
+# safety (β = 0.1 and 0.3 did not lift the gold score either: 0.633 and 0.601).
 #
 # **Next:** `06_evaluation.ipynb` compares every policy the way the paper's results section does.
