@@ -86,7 +86,7 @@ class PretrainConfig:
     n_head: int = 4  # attention heads
     context: int = 256  # maximum sequence length in tokens
     steps: int = 500  # optimizer steps (~4 min on 2 cores at the tiny size)
-    batch_size: int = 16  # sequences per step
+    batch_size: int = 16  # sequences per step, all processes together
     lr: float = 2e-3  # peak learning rate, cosine decay
     warmup_steps: int = 50  # linear warm-up before the cosine
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # Adam betas (paper App. C: beta2 = 0.95)
@@ -102,7 +102,7 @@ class SFTConfig:
     lr: float = 3e-4  # peak learning rate (1e-3 fits the demonstrations better but forgets far more of the web)
     lr_min_ratio: float = 0.1  # cosine decay to 10% of the peak (paper App. C.1)
     warmup_steps: int = 0  # no warm-up (paper App. C.1)
-    batch_size: int = 16  # demonstrations per step (paper: 32)
+    batch_size: int = 16  # demonstrations per step, all processes together (paper: 32)
     dropout: float = 0.2  # residual dropout (paper App. C.1)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # Adam betas (paper App. C: beta2 = 0.95)
     max_length: int = 256  # prompt + completion tokens
@@ -123,10 +123,11 @@ class RewardConfig:
     mode: str = "kwise"  # "kwise": all C(K,2) pairs of a prompt in one batch element (paper); "pairwise": independent pairs
     epochs: int = 1  # the paper trains one epoch; more overfits (App. C.2)
     lr: float = 2e-4  # peak learning rate, cosine decay to 10% (App. C.2: 9e-6 at 6B; tiny sweep 1e-4..2e-3: best by ~1 point)
-    batch_size: int = 4  # prompts (each with K completions) per step (paper: 64; tiny: 4 a little ahead of 2 and 8)
+    batch_size: int = 4  # prompts (each with K completions) per step, all processes together (paper: 64; tiny: 4 a little ahead of 2 and 8)
     max_length: int = 256  # prompt + completion tokens
     warmup_steps: int = 0  # linear warm-up before the cosine (igpt; 10% warm-up gained nothing at tiny)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # Adam betas (paper App. C: beta2 = 0.95)
+    use_lora: bool = False  # train LoRA adapters (shaped by sft.lora_r, lora_alpha, lora_dropout) and the score head, merged into the saved RM (igpt)
 
 
 @dataclass

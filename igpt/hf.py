@@ -44,10 +44,6 @@ def load_causal_lm(path: str | Path, cfg: RunConfig | None = None, trainable: bo
     from transformers import AutoModelForCausalLM
 
     path = Path(path) if Path(str(path)).exists() else path
-    if isinstance(path, Path) and (path / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
-        return AutoPeftModelForCausalLM.from_pretrained(str(path), is_trainable=trainable)
     kwargs = {}
     if cfg is not None and cfg.sft.load_in_4bit:
         if not torch.cuda.is_available():
@@ -59,6 +55,11 @@ def load_causal_lm(path: str | Path, cfg: RunConfig | None = None, trainable: bo
                                                            bnb_4bit_compute_dtype=torch.bfloat16)
     if cfg is not None and cfg.precision == "bf16":
         kwargs["dtype"] = torch.bfloat16
+    if isinstance(path, Path) and (path / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        # the base loads as configured (4 bits for QLoRA, bf16), then the adapter goes on top
+        return AutoPeftModelForCausalLM.from_pretrained(str(path), is_trainable=trainable, **kwargs)
     return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
 
 
@@ -151,6 +152,25 @@ def last_checkpoint(out_dir: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1])))
 
 
+def trained_model(trainer, load):
+    """The trained model, whole and usable alone, on the main process; None on the others (which then only wait
+    for it to evaluate and publish).
+
+    In one process and under DDP every process holds the whole model: the main process takes trainer.model.
+    Under FSDP and DeepSpeed ZeRO-3 each holds a shard, and a forward pass on one process alone would wait forever
+    for the others; so every process takes part in writing one whole checkpoint (trainer.save_model gathers the
+    shards; the shipped configs ask for FULL_STATE_DICT / 16-bit gathering) and the main process loads it back
+    with `load(path)`."""
+    sharded = trainer.is_fsdp_enabled or (trainer.is_deepspeed_enabled
+                                          and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3)
+    if not sharded:
+        return trainer.model if trainer.is_world_process_zero() else None
+    whole = Path(trainer.args.output_dir) / "gathered"
+    trainer.save_model(str(whole))
+    trainer.accelerator.wait_for_everyone()
+    return load(whole) if trainer.is_world_process_zero() else None
+
+
 def checkpoint_step(ckpt: str | None) -> int | None:
     return int(Path(ckpt).name.split("-")[-1]) if ckpt else None
 
@@ -180,22 +200,3 @@ def add_residual_dropout(model: torch.nn.Module, p: float) -> list:
         raise StageError(f"could not find attention/MLP blocks to add residual dropout to in {type(model).__name__}; "
                          "set sft.dropout=0")
     return handles
-def trained_model(trainer, load):
-    """The trained model, whole and usable alone, on the main process; None on the others (which then only wait
-    for it to evaluate and publish).
-
-    In one process and under DDP every process holds the whole model: the main process takes trainer.model.
-    Under FSDP and DeepSpeed ZeRO-3 each holds a shard, and a forward pass on one process alone would wait forever
-    for the others; so every process takes part in writing one whole checkpoint (trainer.save_model gathers the
-    shards; the shipped configs ask for FULL_STATE_DICT / 16-bit gathering) and the main process loads it back
-    with `load(path)`."""
-    sharded = trainer.is_fsdp_enabled or (trainer.is_deepspeed_enabled
-                                          and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3)
-    if not sharded:
-        return trainer.model if trainer.is_world_process_zero() else None
-    whole = Path(trainer.args.output_dir) / "gathered"
-    trainer.save_model(str(whole))
-    trainer.accelerator.wait_for_everyone()
-    return load(whole) if trainer.is_world_process_zero() else None
-
-

@@ -356,7 +356,7 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     rankings first, and evaluates and publishes at the end."""
     hf.quiet()
     import datasets
-    from transformers import AutoModelForSequenceClassification, TrainingArguments
+    from transformers import TrainingArguments
 
     from igpt import rankings
     from igpt.pretrain import load_tokenizer
@@ -381,6 +381,14 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     tokenizer.padding_side = "right"
     with state.main_process_first():  # a LoRA SFT is merged once, by the main process
         model = init_reward_model(cfg, tokenizer)
+    if r.use_lora:
+        from peft import LoraConfig, get_peft_model
+
+        # SEQ_CLS keeps the new score head fully trainable (peft's modules_to_save) beside the adapters
+        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.sft.lora_r, lora_alpha=cfg.sft.lora_alpha,
+                          lora_dropout=cfg.sft.lora_dropout, target_modules="all-linear")
+        model = get_peft_model(model, lora)
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train_rows = ds["train"].select_columns(["prompt", "completions", "ranking"])
     if r.mode == "kwise":
         train_set, collator, per_step = train_rows, KwiseCollator(tokenizer, r.max_length), r.batch_size
@@ -425,11 +433,23 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
                "validation_prompts": len(ds["validation"]) if "validation" in ds else 0,
                "forward_passes": trainer.forward_passes, "tokens": trainer.tokens,
                "train_seconds": round(train_seconds, 2), "resumed_from_step": hf.checkpoint_step(ckpt)}
-    model = hf.trained_model(trainer, lambda path: AutoModelForSequenceClassification.from_pretrained(str(path)))
+    summary["parameters_trained"] = n_trained
+    model = hf.trained_model(trainer, _load_trained)
     if model is not None:  # the main process; the others wait until it has published
         _publish(cfg, model.eval(), tokenizer, ds, w, summary, out, t_start)
     state.wait_for_everyone()
     return out
+
+
+def _load_trained(path: Path):
+    """The RM the Trainer saved in `path` (gathered under FSDP/ZeRO-3): a whole model, or an adapter on its base."""
+    if (path / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForSequenceClassification
+
+        return AutoPeftModelForSequenceClassification.from_pretrained(str(path))
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(str(path))
 
 
 def _publish(cfg: RunConfig, model, tokenizer, ds, w, summary: dict, out: Path, t_start: float) -> None:
@@ -437,6 +457,8 @@ def _publish(cfg: RunConfig, model, tokenizer, ds, w, summary: dict, out: Path, 
     from igpt import data, rankings
 
     r = cfg.reward
+    if hasattr(model, "merge_and_unload"):  # reward.use_lora: PPO and everyone else load a plain model
+        model = model.merge_and_unload()
     summary.update(evaluate(cfg, model, tokenizer, ds, w))
     # normalise: the labelers' demonstrations score 0 on average (the paper does this before RL)
     demos = data.load(cfg, "sft")["train"]
