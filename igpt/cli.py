@@ -6,6 +6,7 @@
     igpt sft      --config tiny --run-dir runs/tiny sft.epochs=2
     igpt pipeline --config tiny --run-dir runs/x              # every stage in order
     igpt notebooks --config tiny --run-dir runs/x [--smoke]   # execute notebooks/NN_*.ipynb in order
+    igpt scripts  --config tiny --run-dir runs/x [--smoke]    # the same, as their paired scripts (no Jupyter)
     igpt plan     --config full --gpus 8 --strategy zero3 --gpu-memory 80   # will PPO fit? (igpt.plan)
 
 Overrides are `section.key=value` (values read as YAML). An unknown key or a wrong type stops before any
@@ -114,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "<run-dir>/notebooks/")
     _add_common(p)
     p.add_argument("--only", default=None, help="comma-separated notebook numbers to run, e.g. 00,01")
+    p = sub.add_parser("scripts", help="run the notebooks' paired percent scripts in order, without Jupyter",
+                       description="run notebooks/NN_*.py (the notebooks exported by jupytext) in order, each with "
+                                   "python; figures go to <run-dir>/scripts/figures/")
+    _add_common(p)
+    p.add_argument("--only", default=None, help="comma-separated notebook numbers to run, e.g. 00,01")
     p = sub.add_parser("config", help="print the resolved config as YAML", description="print the resolved config")
     _add_common(p)
     p = sub.add_parser("plan", help="estimate PPO's memory per GPU for a profile and a topology (igpt.plan)",
@@ -154,11 +160,12 @@ def main(argv: list[str] | None = None) -> int:
             n = args.gpus or n
             print(plan(cfg, n, args.strategy or strategy, args.gpu_memory, args.prompt_tokens).table())
             return 0
-        if args.command == "notebooks":
-            from igpt.notebooks import run_notebooks
+        if args.command in ("notebooks", "scripts"):
+            from igpt.notebooks import run_notebooks, run_scripts
 
+            run = run_notebooks if args.command == "notebooks" else run_scripts
             only = args.only.split(",") if args.only else None
-            run_notebooks(args.config, smoke=args.smoke, run_dir=cfg.run_dir, overrides=args.overrides, only=only)
+            run(args.config, smoke=args.smoke, run_dir=cfg.run_dir, overrides=args.overrides, only=only)
             return 0
         todo = [s for s in STAGES if args.command in (s[0], "pipeline")]
         for name, fn, _, _ in todo:
