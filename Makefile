@@ -22,7 +22,7 @@ RUN ?= runs/$(PROFILE)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab bench install lint clean-runs
+.PHONY: demo test browser-test lab bench install lint clean-runs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,20 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The widgets in a real browser: JupyterLab on localhost driven by headless Chromium (Playwright, pointed at
+# Debian's chromium: no browser download). Installs chromium with apt-get when it is missing and we are root.
+# Screenshots land in runs/browser/screenshots/.
+browser-test: $(VENV)/.browser
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends chromium; \
+	  else echo "browser-test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+	$(BIN)/python -m pytest -q -m browser tests/test_browser.py
+
+$(VENV)/.browser: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS),browser]"
+	touch $@
 
 lint: $(STAMP)
 	$(BIN)/ruff check igpt tests

@@ -246,7 +246,9 @@ class RewardExplorer:
         self.prompt.observe(self._on_prompt, names="value")
         self.pick_i.observe(self._on_pair, names="value")
         self.pick_j.observe(self._on_pair, names="value")
-        self.widget = W.VBox([W.HBox([self.figs["by_category"], self.figs["by_rank"]]),
+        # the histograms side by side where the notebook is wide enough, one under the other where it is not
+        wrap = W.Layout(flex_flow="row wrap")
+        self.widget = W.VBox([W.HBox([self.figs["by_category"], self.figs["by_rank"]], layout=wrap),
                               W.HBox([self.category, self.search]), self.prompt, self.table,
                               W.HBox([self.pick_i, self.pick_j]), self.pair])
 
