@@ -6,7 +6,9 @@ so each stage file reads as its own recipe.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -17,7 +19,8 @@ from transformers import TrainerCallback, TrainingArguments
 
 from igpt.config import RunConfig, env_device
 from igpt.errors import StageError
-from igpt.io import MetricsLogger
+from igpt.guards import check_finite
+from igpt.io import MetricsLogger, read_jsonl_lenient, write_jsonl
 
 
 def quiet() -> None:
@@ -78,6 +81,7 @@ def trainer_kwargs(cfg: RunConfig, out_dir: Path) -> dict:
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to="none",
+        logging_nan_inf_filter=False,  # a NaN loss must reach FiniteGuard and the log, not be averaged away
         dataloader_num_workers=0,
         save_safetensors=True,  # transformers < 5 only; 5.x always writes safetensors
     )
@@ -93,8 +97,25 @@ class MetricsCallback(TrainerCallback):
 
     def __init__(self, path: Path, prefix: str, resume_step: int | None = None):
         self.logger = MetricsLogger(path, resume_from_step=resume_step)
-        self.prefix = prefix
+        self.prefix, self.resume_step = prefix, resume_step
         self.t0 = time.time()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.resume_step is None or not state.is_world_process_zero:
+            return
+        # keep exactly the rows of the checkpoint's own log: a row of the same step written after the checkpoint
+        # (the end-of-training summary, when the process died while publishing) would otherwise appear twice
+        saved = Path(args.output_dir) / f"checkpoint-{self.resume_step}" / "trainer_state.json"
+        n = len(json.loads(saved.read_text())["log_history"])
+        write_jsonl(self.logger.path, read_jsonl_lenient(self.logger.path)[:n])
+
+    # Log whenever a checkpoint is written. The Trainer's loss row averages the steps since the previous row; a run
+    # resumed from a checkpoint that fell between two rows would average fewer steps than an uninterrupted run.
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_log = control.should_log or control.should_save
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_log = control.should_log or control.should_save
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
@@ -103,7 +124,52 @@ class MetricsCallback(TrainerCallback):
         for k, v in logs.items():
             if isinstance(v, (int, float)):
                 row[f"{self.prefix}/{k}"] = v
+        if "train_loss" in logs:  # the Trainer's own is the mean over this process only: wrong after a resume
+            row[f"{self.prefix}/train_loss"] = run_train_loss(state)
         self.logger.log(row)
+
+
+def run_train_loss(state) -> float | None:
+    """Mean of the logged training losses over the whole run, a resumed run's earlier logs included (the
+    checkpoint carries them in trainer_state.json). Steps after the last logging step are not in it."""
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    return sum(losses) / len(losses) if losses else None
+
+
+class FiniteGuard(TrainerCallback):
+    """Stops training at the first step whose loss or gradients are NaN or Inf, before the optimizer applies it, so
+    the last checkpoint stays good (igpt.guards.check_finite writes the diagnosis).
+
+    The Trainer hands callbacks neither the loss nor the gradients before clipping, so the guard wraps the
+    trainer's `training_step` (forward + backward of one micro-batch) to read both right after the backward pass;
+    the check itself runs in on_pre_optimizer_step, just before `optimizer.step()`."""
+
+    def __init__(self, trainer, stage: str, lr_key: str):
+        self.stage, self.lr_key = stage, lr_key
+        self.pending: dict[str, float] = {}  # loss and gradient norm of the step in progress
+        self.last_good: dict | None = None
+        inner = trainer.training_step
+
+        def training_step(model, *args, **kwargs):
+            loss = inner(model, *args, **kwargs)
+            grads = [p.grad.detach().float() for p in model.parameters() if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
+                else torch.zeros(())
+            # once per micro-batch (gradient accumulation): a non-finite loss, once seen, stays for the check
+            if math.isfinite(self.pending.get("loss", 0.0)):
+                self.pending["loss"] = float(loss)
+            self.pending["grad_norm"] = float(norm)  # of the gradients accumulated so far, before clipping
+            return loss
+
+        trainer.training_step = training_step
+
+    def on_pre_optimizer_step(self, args, state, control, lr_scheduler=None, **kwargs):
+        step = state.global_step + 1  # the step being taken, numbered as the Trainer's logs number it
+        check_finite(step, self.pending, self.last_good, self.stage, last_checkpoint(Path(args.output_dir)),
+                     self.lr_key)
+        lr = lr_scheduler.get_last_lr()[0] if lr_scheduler is not None else args.learning_rate
+        self.last_good = {"step": step, **self.pending, "learning_rate": lr}
+        self.pending = {}
 
 
 class ProgressBar(TrainerCallback):
@@ -134,20 +200,34 @@ class ProgressBar(TrainerCallback):
 
 
 def tidy(trainer, desc: str):
-    """Swap the Trainer's printing callbacks for one progress bar (see ProgressBar)."""
+    """The callbacks every igpt Trainer gets: one progress bar instead of the Trainer's printing (see ProgressBar),
+    and the NaN/Inf guard (see FiniteGuard). `desc` starts with the stage's name: pretrain, sft, rm."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(ProgressBar(desc))
+    stage = desc.split()[0]
+    section = {"rm": "reward"}.get(stage, stage)  # the config section holding the stage's lr
+    trainer.add_callback(FiniteGuard(trainer, stage, f"{section}.lr"))
     return trainer
 
 
+def _complete(ckpt: Path) -> bool:
+    # the Trainer writes trainer_state.json last: a checkpoint without it, or with a torn one (the process was
+    # killed while writing it), is incomplete
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return ckpt.name.split("-")[-1].isdigit()
+
+
 def last_checkpoint(out_dir: Path) -> str | None:
-    """The newest complete Trainer checkpoint in out_dir (a folder with trainer_state.json), or None."""
+    """The newest complete Trainer checkpoint in out_dir (a folder with a whole trainer_state.json), or None."""
     if not out_dir.is_dir():
         return None
-    done = [p for p in out_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    done = [p for p in out_dir.glob("checkpoint-*") if _complete(p)]
     if not done:
         return None
     return str(max(done, key=lambda p: int(p.name.split("-")[-1])))
