@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,11 +20,47 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _tmp_prefix(path: Path) -> str:
+    # the writer's pid is in the name, so a later writer can tell a dead process's leftovers from a live one's
+    return f".{path.name}.igpt-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep(path: str | Path) -> None:
+    """Clear what a process killed mid-write (SIGKILL, power loss) left beside `path`: temporary files and folders
+    of writers no longer alive, and, if it died between atomic_dir's two renames, the previous version is put back."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    own = re.compile(rf"\.{re.escape(path.name)}\.igpt-(\d+)-.*\.tmp")
+    for entry in path.parent.iterdir():
+        m = own.fullmatch(entry.name)
+        if m and not _alive(int(m.group(1))):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+    old = path.with_name(f".{path.name}.old")
+    if old.exists() and not path.exists():
+        os.replace(old, path)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write text to path so that readers see the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; run folders are meant to be read by others
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -62,7 +99,8 @@ def atomic_dir(path: str | Path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    sweep(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700; run folders are meant to be read by others
     try:
         yield tmp

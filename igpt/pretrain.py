@@ -231,7 +231,7 @@ def _publish(cfg: RunConfig, trainer, model, tokenizer, train_blocks, val_blocks
             "parameters": n_params,
             "val_loss": val,
             "val_perplexity": math.exp(val),
-            "train_loss": trainer.state.log_history[-1].get("train_loss"),
+            "train_loss": hf.run_train_loss(trainer.state),
             "train_blocks": len(train_blocks),
             "val_blocks": len(val_blocks),
             "tokens_seen": p.steps * p.batch_size * p.context,

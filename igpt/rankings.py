@@ -126,27 +126,31 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
     """Sample K completions for each prompt not yet in the store, rank them, append one record per prompt.
 
     Prompts are taken in chunks of 64 // K so one generate() call samples 64 sequences. A record is appended as
-    soon as its ranking exists, so a crash loses at most one chunk of sampling. Returns counts for the summary."""
+    soon as its ranking exists, so a crash loses at most one chunk of sampling. The chunks are cut from the whole
+    prompt list, and a chunk partly in the store is sampled whole again, so a resumed collection draws exactly the
+    completions an uninterrupted one would have. Returns counts for the summary."""
     from igpt.generation import generate
 
     r = cfg.reward
     done = store.done_ids()
-    todo = [p for p in prompts if p["id"] not in done]
+    per_chunk = max(1, SEQUENCES_PER_BATCH // r.k)
+    chunks = [prompts[c:c + per_chunk] for c in range(0, len(prompts), per_chunk)]
+    todo = [chunk for chunk in chunks if any(p["id"] not in done for p in chunk)]
     stats = {"sampled_prompts": 0, "sequences_sampled": 0, "empty_dropped": 0, "skipped_too_few": 0,
-             "resumed_from": len(prompts) - len(todo), "sample_seconds": 0.0}
+             "resumed_from": sum(p["id"] in done for p in prompts), "sample_seconds": 0.0}
     if not todo:
         return stats
     model, tokenizer = _load_policy(cfg)
-    per_chunk = max(1, SEQUENCES_PER_BATCH // r.k)
     t0 = time.time()
-    for c in tqdm(range(0, len(todo), per_chunk), desc="rankings", dynamic_ncols=True):
-        chunk = todo[c:c + per_chunk]
+    for chunk in tqdm(todo, desc="rankings", dynamic_ncols=True):
         queries = [p["prompt"] for p in chunk for _ in range(r.k)]  # (n * K,)  prompt-major: K in a row
         seed = zlib.crc32(f"{cfg.seed}/{chunk[0]['id']}".encode())  # fixed by the chunk, not by its position
         texts = generate(model, tokenizer, queries, r.max_new_tokens, r.temperature,
                          batch_size=SEQUENCES_PER_BATCH, seed=seed, progress=False)
         stats["sequences_sampled"] += len(texts)
         for i, p in enumerate(chunk):
+            if p["id"] in done:  # ranked before the crash, or by a person in the widget: keep that label
+                continue
             labeler = panel[order[p["id"]] % len(panel)]  # round robin over the panel, fixed per prompt
             completions = [t for t in texts[i * r.k:(i + 1) * r.k] if t.strip()]
             stats["empty_dropped"] += r.k - len(completions)  # the schema wants text; "" ends in no comparison
