@@ -79,6 +79,11 @@ def _check(value, typ, path, row, field):
         raise DataError(path, row, field, f"wants {TYPE_NAMES[typ]}, got {_type(value)} {_short(value)}")
     if typ is str and not value.strip():
         raise DataError(path, row, field, "is empty; give it some text or drop the row")
+    if typ is str:
+        try:  # JSON's "\ud800" escapes decode to lone surrogates, which no file can store later
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise DataError(path, row, field, f"is not valid Unicode ({e.reason} at character {e.start})") from None
     return value
 
 
@@ -146,7 +151,8 @@ def _read_text(p: Path) -> str:
 
 def _read_jsonl(p: Path) -> list[dict]:
     rows = []
-    for line_no, line in enumerate(_read_text(p).splitlines(), 1):
+    # split at "\n" only: str.splitlines() also splits at \u2028, \x0b, ..., which JSON strings may hold raw
+    for line_no, line in enumerate(_read_text(p).split("\n"), 1):
         if not line.strip():
             continue  # blank lines are skipped, so row numbers count records
         try:
@@ -208,7 +214,10 @@ def _get(row, key, typ, path, i, field=None):
     """row[key], checked to be typ (and not blank if a string); errors name file, row and field."""
     field = field or key
     if not isinstance(row, dict):
-        raise DataError(path, i, None, f"a row must be a JSON object, got {_type(row)}")
+        if field == key:  # the row itself
+            raise DataError(path, i, None, f"a row must be a JSON object, got {_type(row)}")
+        parent = field.rsplit(".", 1)[0]  # "messages[2].role" -> "messages[2]": the element that is no object
+        raise DataError(path, i, parent, f"wants an object with a {key!r} field, got {_type(row)} {_short(row)}")
     if key not in row:
         raise DataError(path, i, field, "missing")
     return _check(row[key], typ, path, i, field)
@@ -400,6 +409,9 @@ def load_input(path, kind: str, allow_hub: bool = False, split: str = "train") -
     """Read a user's file of `kind` (prompts, demonstrations, rankings, pretrain) in any accepted format and
     return canonical rows. The format is told from the first row's keys; every row is checked."""
     rows = read_records(path, allow_hub, split)
+    for i, row in enumerate(rows, 1):  # every adapter below may take a row to be a dict
+        if not isinstance(row, dict):
+            raise DataError(path, i, None, f"a row must be a JSON object {{...}}, got {_type(row)} {_short(row)}")
     fmt = detect_format(rows[0])
     if fmt not in ACCEPTS[kind]:
         seen = f"keys {sorted(rows[0])}" if isinstance(rows[0], dict) else _type(rows[0])

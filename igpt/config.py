@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -215,18 +216,30 @@ def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict:
         hint = difflib.get_close_matches(name, profiles(), n=3)
         raise ConfigError(f"no profile {name!r} (looked for {path}); shipped profiles: {', '.join(profiles())}"
                           + (f"; did you mean {', '.join(hint)}?" if hint else ""))
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a profile must be a mapping of keys to values, got {type(data).__name__}")
+    data = _read_yaml(path, "a profile")
     base = data.pop("base", None)
     if base is None:
         return data
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: config key 'base' names the profile this one starts from; got {base!r}")
     if base in seen:
         raise ConfigError(f"{path}: profiles inherit in a loop: {' -> '.join(seen + (base,))}")
     return _merge(_read_profile(base, seen + (name,)), data)
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    """A YAML mapping from path, or a ConfigError naming the file (safe_load: YAML tags never build objects)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {what} must be a mapping of keys to values, got {type(data).__name__}")
+    return data
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -264,13 +277,15 @@ def _check_type(key: str, value, typ):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key {key!r} wants {_type_name(typ)}, got {value!r} ({type(value).__name__})")
         return [_check_type(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if typ is float and isinstance(value, str):
+    if typ is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:  # YAML 1.1 reads "3e-4" (no dot) as a string; people write it that way
-            return float(value)
-        except ValueError:
-            pass
+            number = float(value)
+        except (ValueError, OverflowError):  # OverflowError: an int too large for a float
+            number = None
+        if number is not None and not math.isfinite(number):  # .nan and .inf are YAML floats, never a setting
+            raise ConfigError(f"config key {key!r} wants a finite number, got {value!r}")
+        if number is not None:
+            return number
     if typ is bool and isinstance(value, bool):
         return value
     if typ in (int, float, str) and isinstance(value, typ) and not isinstance(value, bool):
@@ -339,6 +354,9 @@ def load_config(profile: str = "tiny", overrides: list[str] | tuple[str, ...] = 
             if part not in SECTIONS or node is not data:
                 raise _unknown(".".join(path), _all_keys(), "")
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key {part!r} is a section; give it a mapping of keys, got {node!r} "
+                                  f"(profile {profile!r})")
         node[path[-1]] = value
     data.setdefault("profile", Path(profile).stem)
     return _build(RunConfig, data, "", f" (profile {profile!r})")
@@ -364,8 +382,7 @@ def config_from_run(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{path} not found: is {run_dir} a run folder? Run `igpt world --run-dir {run_dir}` first.")
-    data = yaml.safe_load(path.read_text()) or {}
-    return _build(RunConfig, data, "", f" (in {path})")
+    return _build(RunConfig, _read_yaml(path, "a run's config.yaml"), "", f" (in {path})")
 
 
 def field_docs(cls) -> dict[str, str]:
