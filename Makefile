@@ -22,7 +22,7 @@ RUN ?= runs/$(PROFILE)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test browser-test lab bench install lint clean-runs
+.PHONY: demo test reliability browser-test lab bench install lint clean-runs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The long variants of the reliability tests (README, "Reliability"): every stage SIGKILLed at random points and
+# resumed, the whole pipeline twice for determinism, 200 fuzz cases per input format, the ranking store killed 100
+# times. About 10 minutes on 2 cores.
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m reliability
 
 # The widgets in a real browser: JupyterLab on localhost driven by headless Chromium (Playwright, pointed at
 # Debian's chromium: no browser download). Installs chromium with apt-get when it is missing and we are root.

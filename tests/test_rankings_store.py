@@ -208,6 +208,7 @@ def test_sigkill_loses_nothing(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.reliability
 def test_sigkill_loses_nothing_100(tmp_path):
     n_committed, n_stored, _ = _kill_loop(tmp_path, 100, seed=1)
     assert n_stored >= n_committed > 100
