@@ -136,9 +136,12 @@ ALL_RAN = """() => {
   const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim());
   return prompts.length > 0 && prompts.every(t => /^\\[\\d+\\]:$/.test(t));
 }"""
-# plotly graph divs inside one cell whose traces hold points
-GRAPHS_WITH_DATA = """cell => [...cell.querySelectorAll('.js-plotly-plot')]
-  .filter(g => (g.data || []).some(t => ((t.x || t.z || t.y || []).length) > 0)).length"""
+# the plotly graph divs of the i-th code cell, if there are at least n and each has a trace holding points (a
+# FigureWidget's div exists before its data arrives from the kernel)
+GRAPHS_DRAWN = """([i, n]) => {
+  const graphs = [...document.querySelectorAll('.jp-CodeCell')[i].querySelectorAll('.js-plotly-plot')];
+  return graphs.length >= n && graphs.every(g => (g.data || []).some(t => (t.x || t.z || t.y || []).length > 0));
+}"""
 
 
 def test_widgets_render_and_a_click_reaches_the_ranking_store(lab, run_dir, tmp_path):
@@ -176,17 +179,19 @@ def test_widgets_render_and_a_click_reaches_the_ranking_store(lab, run_dir, tmp_
             assert rank_next.count() == k
             assert items[0]["id"] in ranking.inner_text() and f"0/{N_ITEMS}" in ranking.inner_text()
 
-            # the reward explorer (two histograms) and the KL dashboard, each graph drawn with data in it
-            page.wait_for_function(f"() => ({GRAPHS_WITH_DATA})(document.querySelectorAll('.jp-CodeCell')[2]) >= 2",
-                                   timeout=60_000)
-            page.wait_for_function(f"() => ({GRAPHS_WITH_DATA})(document.querySelectorAll('.jp-CodeCell')[3]) >= 3",
-                                   timeout=60_000)
-            assert dashboard.locator(".js-plotly-plot .main-svg").count() >= 3  # plotly drew its SVG layers
+            # the reward explorer (two histograms) and the KL dashboard (five figures), every graph with data in it
+            page.wait_for_function(GRAPHS_DRAWN, arg=[2, 2], timeout=60_000)
+            page.wait_for_function(GRAPHS_DRAWN, arg=[3, 5], timeout=60_000)
+            assert dashboard.locator(".js-plotly-plot .main-svg").count() >= 5  # plotly drew its SVG layers
             height = page.evaluate("document.querySelector('.jp-WindowedPanel-outer').scrollHeight")
             page.set_viewport_size({"width": 1400, "height": min(height + 200, 12_000)})
             ranking.screenshot(path=str(shots / "ranking_widget.png"))
             explorer.screenshot(path=str(shots / "reward_explorer.png"))
             dashboard.screenshot(path=str(shots / "kl_dashboard.png"))
+
+            # the dashboard answers: show PPO-ptx's samples instead of PPO's (browser -> kernel -> browser)
+            dashboard.get_by_role("combobox").select_option("ppo_ptx")
+            expect(dashboard).to_contain_text("per-token KL: ppo_ptx", timeout=30_000)
 
             # rank the first prompt by clicking: best first in the order shown, then submit
             cards = ranking.locator(".widget-button")

@@ -145,7 +145,7 @@ def _curve_figures(names) -> dict[str, go.Figure]:
     _layout(rk, "RM score (solid) and KL from SFT (dotted)", xaxis_title="iteration")
     rk.update_yaxes(title_text="RM score", secondary_y=False)
     rk.update_yaxes(title_text="KL (nats / response)", secondary_y=True)
-    rk.update_layout(legend=dict(x=1.12))  # plotly's default spot covers the right axis' ticks and title
+    rk.update_layout(legend=dict(x=1.2))  # plotly's default spot covers the right axis' ticks and title
 
     fr = go.Figure()
     for i, n in enumerate(names):
