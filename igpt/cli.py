@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from igpt.config import SECTIONS, RunConfig, check_run_dir, field_docs, load_config, profiles, save_config
-from igpt.errors import IgptError, LaunchError, StageError
+from igpt.errors import IgptError, LaunchError
 from igpt.plan import STRATEGIES, plan, topology_of
 
 
@@ -71,15 +71,21 @@ def _ppo(cfg: RunConfig) -> Path:
     return out
 
 
+def _eval(cfg: RunConfig) -> Path:
+    from igpt import evaluate
+
+    return evaluate.evaluate(cfg)
+
+
 STAGES = [
     ("world", _world, "world", "build the mini-world: knowledge base, web corpus, prompt pool, labelers"),
     ("data", _data, "data", "construct the datasets: dedupe, per-user cap, user splits, PII filter, demonstrations"),
     ("pretrain", _pretrain, "pretrain", "train the tokenizer and pretrain the base model (the GPT-3 stand-in)"),
     ("sft", _sft, "sft", "supervised fine-tuning on demonstrations"),
-    # stages whose function is None are not built yet: the subcommand says so, `pipeline` stops before them
     ("rm", _rm, "reward", "collect K-wise rankings and train the reward model"),
     ("ppo", _ppo, "ppo", "PPO (runs/<run>/ppo) then PPO-ptx (runs/<run>/ppo_ptx) against the reward model"),
-    ("eval", None, "eval", "evaluate every policy: win rates, truthfulness, ..."),
+    ("eval", _eval, "eval", "evaluate every policy: win rates, Likert, truthfulness, toxicity, alignment tax, "
+                            "over-optimisation"),
 ]
 
 
@@ -169,11 +175,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         todo = [s for s in STAGES if args.command in (s[0], "pipeline")]
         for name, fn, _, _ in todo:
-            if fn is None and args.command == "pipeline":
-                print(f"[igpt] stage {name}: not built yet in this version, the pipeline stops here")
-                break
-            if fn is None:
-                raise StageError(f"stage {name!r} is not built yet in this version of igpt (see the README's roadmap)")
             check_run_dir(cfg)
             save_config(cfg)
             t0 = time.time()

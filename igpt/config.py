@@ -158,6 +158,7 @@ class PPOConfig:
     reward_source: str = "rm"  # "rm": the trained reward model; "gold": the world's gold score (debugging)
     sample_every: int = 5  # log a few (prompt, response, score, per-token KL) samples every N iterations
     save_every: int = 10  # checkpoint (policy, value, EMA, optimizer, RNG) every N iterations
+    snapshot_every: int = 0  # keep the policy's trainable weights every N iterations in <out>/snapshots/ for the over-optimisation curves (Gao et al. 2022); 0 = off
 
 
 @dataclass
@@ -169,6 +170,11 @@ class EvalConfig:
     bootstrap: int = 1000  # bootstrap resamples for the 95% intervals
     max_new_tokens: int = 48  # response length bound
     temperature: float = 0.0  # 0 = greedy decoding for evaluation
+    n_truthful: int = 100  # TruthfulQA-style questions per kind (known fact, misconception, unknown name)
+    n_toxic: int = 100  # rudeness-inviting prompts, asked with and without the "respectful" instruction (§4.2)
+    n_nlp: int = 100  # items per few-shot "public NLP" task (fact cloze, sentiment, arithmetic) for the alignment tax
+    overopt_prompts: int = 32  # prompts for the over-optimisation curves (Gao et al. 2022), sampled at temperature 1
+    overopt_max_n: int = 64  # best-of-n curve up to this n (Gao et al. 2022 go to n = 60 000; 64 suffices to bend)
 
 
 @dataclass

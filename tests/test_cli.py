@@ -45,9 +45,10 @@ def test_missing_upstream_stage_is_a_clear_error(capsys, tmp_path):
     assert "igpt data" in err or "igpt world" in err
 
 
-def test_unbuilt_stage_says_so(capsys, tmp_path):
+def test_eval_without_the_trained_policies_names_what_to_run(capsys, tmp_path):
     assert main(["eval", "--smoke", "--run-dir", str(tmp_path)]) == 2
-    assert "not built yet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert str(tmp_path / "sft") in err and "igpt pipeline" in err
 
 
 def test_config_prints_resolved_yaml(capsys):
