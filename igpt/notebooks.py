@@ -48,10 +48,11 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
 
 
 def notebook_config(profile: str = "", smoke: bool = False, run_dir: str = "",
-                    overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+                    overrides: list[str] | tuple[str, ...] = (), seed: int | None = None) -> RunConfig:
     """The config a notebook works with, from its parameters cell (see params_config), and plotly set to show
-    figures inline in a kernel or to write them to files in a script."""
-    cfg = params_config(profile, smoke, run_dir, overrides)
+    figures inline in a kernel or to write them to files in a script. A seed other than None is the run's seed,
+    whatever `seed=` the overrides or IGPT_OVERRIDES say."""
+    cfg = params_config(profile, smoke, run_dir, list(overrides) + ([f"seed={seed}"] if seed is not None else []))
     if _in_kernel():
         # JupyterLab renders the plotly mimetype itself; write_html turns it into HTML for the report
         pio.renderers.default = "plotly_mimetype"

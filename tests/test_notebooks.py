@@ -107,6 +107,7 @@ def test_a_script_takes_its_parameters_from_the_environment_and_writes_figures(t
     cfg = notebook_config("", False, "", ["ppo.kl_coef=0.1"])  # the parameters cell's defaults, one override
     assert cfg.path == tmp_path and cfg.seed == 7 and cfg.ppo.kl_coef == 0.1  # the cell's own override wins
     assert cfg.pretrain.n_layer == 2  # smoke size
+    assert notebook_config(seed=3).seed == 3  # a SEED parameter beats the environment's seed=7
     for _ in range(2):
         go.Figure(go.Bar(y=[1, 2])).show()
     figures = sorted(p.name for p in (tmp_path / "scripts" / "figures").iterdir())
