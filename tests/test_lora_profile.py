@@ -1,7 +1,7 @@
 """The `lora` profile with a real model architecture given as a local folder (a randomly initialised Llama or
 GPT-NeoX saved with a tokenizer that, like most hub base models, has no pad token): SFT trains LoRA adapters only
 and saves an adapter that loads on its base; the reward model starts from the merged SFT model. And the GPU-only
-checks (QLoRA, bf16), skipped without CUDA."""
+checks (QLoRA and bf16 through one PPO-ptx iteration), skipped without CUDA."""
 
 import json
 import shutil
@@ -75,28 +75,47 @@ def test_lora_profile_runs_sft_and_rm_on_a_local_copy_of_a_hub_model(smoke_run, 
     assert moved and all("proj" in k or "dense" in k or "query_key_value" in k for k in moved), moved
 
 
+def one_ppo_ptx_iteration(cfg) -> dict:
+    """SFT, rankings, reward model and one PPO-ptx iteration; the PPO-ptx summary."""
+    from igpt import ppo
+
+    sft.train(cfg)
+    rankings.collect(cfg)
+    reward.train(cfg)
+    out = ppo.train(cfg, ptx_coef=1.0)
+    return json.loads((out / "summary.json").read_text())
+
+
+GPU_SIZES = ["reward.k=3", "reward.max_new_tokens=8", "ppo.iterations=1", "ppo.batch_size=8", "ppo.mini_batch_size=4"]
+
+
 @pytest.mark.gpu
-def test_qlora_loads_the_base_in_4_bits_and_trains_sft_on_a_gpu(smoke_run, tmp_path):
-    """QLoRA: the base in 4 bits (bitsandbytes) with LoRA adapters on top, bf16, on one CUDA device."""
+def test_qlora_loads_the_base_in_4_bits_and_runs_one_ppo_ptx_iteration(smoke_run, tmp_path):
+    """QLoRA on one CUDA device: the base in 4 bits (bitsandbytes) with LoRA adapters on top, bf16, through SFT,
+    the reward model and one PPO-ptx iteration."""
     pytest.importorskip("bitsandbytes")
     save_hub_like_model(smoke_run.path, tmp_path / "model", "llama")
     run = tmp_path / "run"
     for part in ("world", "data"):
         shutil.copytree(smoke_run.path / part, run / part)
     cfg = igpt.load_config("lora", smoke=True, overrides=[f"run_dir={run}", f"pretrain.base_model={tmp_path / 'model'}",
-                                                         "sft.load_in_4bit=true"])
+                                                         "sft.load_in_4bit=true", *GPU_SIZES])
     base = hf.load_causal_lm(tmp_path / "model", cfg)
     assert any("4bit" in type(m).__name__ for m in base.modules()), "the Linear layers are 4-bit"
-    out = sft.train(cfg)
-    assert (out / "adapter_config.json").is_file()
+    summary = one_ppo_ptx_iteration(cfg)
+    assert summary["iterations"] == 1 and (run / "sft" / "adapter_config.json").is_file()
+    policy = hf.load_causal_lm(run / "ppo_ptx", cfg)
+    assert any("4bit" in type(m).__name__ for m in policy.modules()), "the PPO policy's base stays 4-bit"
 
 
 @pytest.mark.gpu
-def test_bf16_full_parameter_sft_runs_on_a_gpu(smoke_run, tmp_path):
-    """The `full` profile's precision on the tiny model: weights in bf16, one SFT run on CUDA."""
+def test_bf16_full_parameter_runs_one_ppo_ptx_iteration_on_a_gpu(smoke_run, tmp_path):
+    """The `full` profile's precision on the tiny model, one CUDA device: weights in bf16 through SFT, the reward
+    model and one PPO-ptx iteration."""
     run = tmp_path / "run"
     for part in ("world", "data", "tokenizer", "base"):
         shutil.copytree(smoke_run.path / part, run / part)
-    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={run}", "device=cuda", "precision=bf16"])
-    out = sft.train(cfg)
-    assert hf.load_causal_lm(out, cfg).dtype == torch.bfloat16
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={run}", "device=cuda", "precision=bf16",
+                                                         *GPU_SIZES])
+    assert one_ppo_ptx_iteration(cfg)["iterations"] == 1
+    assert json.loads((run / "sft" / "config.json").read_text())["dtype"] == "bfloat16"  # trained and saved in bf16

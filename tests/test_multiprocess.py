@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 import igpt
-from igpt import launch, rankings, reward, sft
+from igpt import launch, pretrain, rankings, reward, sft
 from igpt.errors import ConfigError, LaunchError
+from igpt.prompting import format_prompt
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 WORKER = Path(__file__).parent / "mp_stage.py"
@@ -47,7 +48,10 @@ def src(smoke_run, tmp_path_factory):
         shutil.copytree(smoke_run.path / part, path / part)
     cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={path}", *OVERRIDES])
     rankings.collect(cfg)
-    _trim(path / "data" / "sft", lambda row: True)
+    tok = pretrain.load_tokenizer(path / "tokenizer")
+    # TRL drops a demonstration whose prompt alone fills sft.max_length: keep those that fit whole
+    _trim(path / "data" / "sft", lambda row: len(tok(format_prompt(row["prompt"]) + " " + row["completion"])
+                                                 ["input_ids"]) < cfg.sft.max_length)
     _trim(rankings.out_path(cfg), lambda row: len(set(row["ranking"])) > 1)  # a prompt with no pair adds no loss
     return path
 
@@ -112,9 +116,9 @@ def test_two_processes_train_one_model_like_one_process_with_the_same_batch(src,
     torch.manual_seed(cfg.seed)  # the RM's new score head: drawn as the stage draws it
     init = auto.from_pretrained(src / start).state_dict()
     moved = _distance(single, init)
-    # float sums in another order, amplified by Adam on near-zero gradients: far below what training moved; a
-    # different batch (e.g. each process taking the whole batch instead of half) lands about `moved` away
-    assert _distance(single, ranks[0]) < 0.01 * moved, (_distance(single, ranks[0]), moved)
+    # float sums in another order: far below what training moved (measured: ~1e-5 of it); each process taking
+    # the whole batch instead of half lands ~0.5 of it away
+    assert _distance(single, ranks[0]) < 0.001 * moved, (_distance(single, ranks[0]), moved)
 
 
 def test_the_cpu_flag_with_several_processes_is_refused(monkeypatch):
@@ -158,8 +162,7 @@ def test_a_batch_the_processes_cannot_share_is_refused(key, value):
     with pytest.raises(ConfigError, match=rf"'{key}' \({value}\).*divisible by the number of processes \(2\)"):
         for k, batch in launch.stage_batches(cfg, stage).items():
             launch.per_process(batch, 2, k)
-    launch.stage_batches(cfg, stage)  # one process takes any batch
-    for k, batch in launch.stage_batches(cfg, stage).items():
+    for k, batch in launch.stage_batches(cfg, stage).items():  # one process takes any batch
         assert launch.per_process(batch, 1, k) == batch
 
 
