@@ -58,13 +58,20 @@ def _rm(cfg: RunConfig) -> Path:
     return reward.train(cfg)
 
 
-# (name, function, config section shown in --help, one-line description)
-def _ppo(cfg: RunConfig) -> Path:
-    from igpt import launch, ppo
+def _one_process(stage: str) -> None:
+    """Refuse a multi-process launch for a stage that runs in one process: each process would run the whole stage
+    and write the same folders."""
+    from igpt import launch
 
-    if launch.launched_processes() > 1:  # each process would run its own PPO and write the same folders
-        raise LaunchError("igpt ppo runs in one process in this version; launch it with plain `igpt ppo` "
-                          "(python -m igpt ppo), not with accelerate launch or torchrun")
+    if launch.launched_processes() > 1:
+        raise LaunchError(f"igpt {stage} runs in one process in this version; launch it with plain `igpt {stage}` "
+                          "(python -m igpt ...), not with accelerate launch or torchrun")
+
+
+def _ppo(cfg: RunConfig) -> Path:
+    from igpt import ppo
+
+    _one_process("ppo")
     out = ppo.train(cfg, ptx_coef=0.0)  # "PPO": gamma = 0
     if cfg.ppo.ptx_coef > 0:
         out = ppo.train(cfg, ptx_coef=cfg.ppo.ptx_coef)  # "PPO-ptx"
@@ -74,9 +81,11 @@ def _ppo(cfg: RunConfig) -> Path:
 def _eval(cfg: RunConfig) -> Path:
     from igpt import evaluate
 
+    _one_process("eval")
     return evaluate.evaluate(cfg)
 
 
+# (name, function, config section shown in --help, one-line description)
 STAGES = [
     ("world", _world, "world", "build the mini-world: knowledge base, web corpus, prompt pool, labelers"),
     ("data", _data, "data", "construct the datasets: dedupe, per-user cap, user splits, PII filter, demonstrations"),

@@ -166,9 +166,10 @@ def test_a_batch_the_processes_cannot_share_is_refused(key, value):
         assert launch.per_process(batch, 1, k) == batch
 
 
-def test_ppo_refuses_a_multi_process_launch(monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize("stage", ["ppo", "eval"])
+def test_single_process_stages_refuse_a_multi_process_launch(monkeypatch, capsys, tmp_path, stage):
     from igpt.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["ppo", "--smoke", "--run-dir", str(tmp_path)]) == 2
-    assert "runs in one process" in capsys.readouterr().err
+    assert main([stage, "--smoke", "--run-dir", str(tmp_path)]) == 2
+    assert f"igpt {stage} runs in one process" in capsys.readouterr().err
