@@ -84,10 +84,41 @@ def complete(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size
     return out
 
 
-def nlp_accuracy(model, tokenizer, items: list[tuple[str, str]]) -> float:
-    """Share of (text, gold continuation) items whose greedy continuation starts with the gold word."""
+@torch.no_grad()
+def continuation_logprob(model, tokenizer, texts: list[str], continuations: list[str], batch_size: int = 32
+                         ) -> list[float]:
+    """log p(continuation | text) for each pair, summed over the continuation's tokens."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(texts), batch_size):
+        ctx = tokenizer(texts[i:i + batch_size], add_special_tokens=False)["input_ids"]
+        cont = tokenizer(continuations[i:i + batch_size], add_special_tokens=False)["input_ids"]
+        seqs = [a + b for a, b in zip(ctx, cont)]
+        T = max(map(len, seqs))
+        ids = torch.full((len(seqs), T), tokenizer.pad_token_id, dtype=torch.long)  # (B, T) right-padded
+        for j, x in enumerate(seqs):
+            ids[j, :len(x)] = torch.tensor(x)
+        att = (torch.arange(T)[None, :] < torch.tensor([len(x) for x in seqs])[:, None]).long()  # (B, T)
+        logp = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float(), -1)
+        for j, (a, b) in enumerate(zip(ctx, cont)):
+            pos = torch.arange(len(a) - 1, len(a) + len(b) - 1)  # the positions that predict the continuation
+            out.append(logp[j, pos, torch.tensor(b)].sum().item())
+    return out
+
+
+def nlp_accuracy(model, tokenizer, task: str, items: list[tuple[str, str]]) -> float:
+    """Accuracy on one few-shot task. Sentiment is a choice between two label words, scored by which the model
+    finds more likely (GPT-3's protocol for classification); the cloze and arithmetic items by whether the greedy
+    continuation starts with the gold word."""
     if not items:
         return float("nan")
+    if task == "sentiment":
+        options = [" positive", " negative"]
+        lp = continuation_logprob(model, tokenizer, [t for t, _ in items for _ in options],
+                                  [o for _ in items for o in options])
+        picks = [options[0] if lp[2 * i] >= lp[2 * i + 1] else options[1] for i in range(len(items))]
+        return sum(p == g for p, (_, g) in zip(picks, items)) / len(items)
     outs = complete(model, tokenizer, [t for t, _ in items], max_new_tokens=4)
     return sum(o.strip().startswith(g.strip()) for o, (_, g) in zip(outs, items)) / len(items)
 
@@ -128,7 +159,7 @@ def ask(cfg: RunConfig, model, tokenizer, suite: dict, prefix: str = "", desc: s
         "truthful": gen([q["prompt"] for q in suite["truthful"]], "truthfulness"),
         "rude_plain": gen(suite["rude_plain"], "rudeness"),
         "rude_respectful": gen(suite["rude_respectful"], "respectful"),
-        "nlp": {task: nlp_accuracy(model, tokenizer, items) for task, items in suite["nlp"].items()},
+        "nlp": {task: nlp_accuracy(model, tokenizer, task, items) for task, items in suite["nlp"].items()},
         "pretrain_val_loss": eval_loss(model, suite["val_blocks"]),
     }
 
@@ -363,6 +394,8 @@ def judge(cfg: RunConfig, w, rm_score, suite: dict, said: dict, names: list[str]
         m, lo, hi = stats.bootstrap_ci([s.overall for s in sc], cfg.eval.bootstrap, cfg.seed)
         add(name, "gold", m, (lo, hi), len(sc))
         add(name, "rm_score", sum(rm_scores[name]) / len(rows), None, len(rows), "rm")
+        m, lo, hi = stats.bootstrap_ci([s.helpful for s in sc], cfg.eval.bootstrap, cfg.seed)
+        add(name, "helpful", m, (lo, hi), len(sc))
         add(name, "fails_constraint", *flags([s.constraints < 1 for s in sc]))
         add(name, "hallucination", *flags([s.hallucinated for s in sc]))
         add(name, "hallucination_closed",

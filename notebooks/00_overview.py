@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -34,6 +36,7 @@ PROFILE: str = ""  # config profile: tiny (CPU), lora (one GPU), full (many GPUs
 SMOKE: bool = False  # True for test-sized world and models (seconds)
 RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
 OVERRIDES: list = []  # extra overrides such as ppo.kl_coef=0.05
+SEED: int = -1  # training seed; -1 keeps the profile's (0)
 
 # %%
 import igpt
@@ -41,7 +44,8 @@ from igpt.config import save_config
 from igpt.notebooks import notebook_config
 from igpt.plots import pipeline_map
 
-cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES)
+cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES,
+                      seed=None if SEED < 0 else SEED)
 print(f"igpt {igpt.__version__}, profile {cfg.profile!r}, run folder {cfg.run_dir}")
 
 # %% [markdown]
@@ -62,7 +66,7 @@ print(f"igpt {igpt.__version__}, profile {cfg.profile!r}, run folder {cfg.run_di
 # Models are saved with `save_pretrained` (safetensors), datasets as Arrow + JSONL, metrics as `metrics.jsonl`.
 
 # %%
-pipeline_map()
+pipeline_map().show()
 
 # %% [markdown]
 # ## The config

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -38,6 +40,7 @@ PROFILE: str = ""  # config profile, empty for tiny
 SMOKE: bool = False  # True for test-sized world and models (seconds)
 RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
 OVERRIDES: list = []  # extra overrides such as world.seed=1
+SEED: int = -1  # training seed; -1 keeps the profile's (0)
 
 # %%
 import json
@@ -49,7 +52,8 @@ from igpt import data, plots, world
 from igpt.config import save_config
 from igpt.notebooks import notebook_config
 
-cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES)
+cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES,
+                      seed=None if SEED < 0 else SEED)
 save_config(cfg)
 world_dir = world.build(cfg.world, cfg.path / "world")
 w = world.load(world_dir)

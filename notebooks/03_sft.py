@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -31,17 +33,19 @@ PROFILE: str = ""  # config profile, empty for tiny
 SMOKE: bool = False  # True for test-sized world and models (seconds)
 RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
 OVERRIDES: list = []  # extra overrides such as sft.epochs=4
+SEED: int = -1  # training seed; -1 keeps the profile's (0)
 
 # %%
 import html
 import json
 
-from IPython.display import HTML
+from IPython.display import HTML, display
 
 from igpt import data, plots, pretrain, sft
 from igpt.notebooks import notebook_config
 
-cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES)
+cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES,
+                      seed=None if SEED < 0 else SEED)
 demos = data.load(cfg, "sft")
 print(demos)
 print(json.dumps(demos["train"][0], indent=1))
@@ -63,10 +67,10 @@ full_ids = tok(ex["prompt"][0] + ex["completion"][0])["input_ids"] + [tok.eos_to
 labels = [-100] * len(prompt_ids) + full_ids[len(prompt_ids):]
 assert full_ids[: len(prompt_ids)] == prompt_ids  # the prompt tokenises the same alone and in context
 print(f"{sum(lab != -100 for lab in labels)} of {len(labels)} tokens carry a label")
-HTML("".join(
+display(HTML("".join(
     f'<span style="background:{"#b7e4c7" if lab != -100 else "#e9ecef"};margin:1px;padding:1px 3px;'
     f'font-family:monospace;white-space:pre">{html.escape(tok.decode([t]))}</span>'
-    for t, lab in zip(full_ids, labels)))
+    for t, lab in zip(full_ids, labels))))
 
 # %% [markdown]
 # ## Train

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -35,6 +37,7 @@ PROFILE: str = ""  # config profile, empty for tiny
 SMOKE: bool = False  # True for test-sized world and models (seconds)
 RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
 OVERRIDES: list = []  # extra overrides such as reward.k=6
+SEED: int = -1  # training seed; -1 keeps the profile's (0)
 
 # %%
 import dataclasses
@@ -50,7 +53,8 @@ from igpt import losses, plots, rankings, reward
 from igpt.notebooks import notebook_config
 from igpt.widgets import ranking_widget, reward_explorer
 
-cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES)
+cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES,
+                      seed=None if SEED < 0 else SEED)
 print(f"K = {cfg.reward.k} completions per prompt, mode {cfg.reward.mode!r}, {cfg.reward.epochs} epoch(s)")
 
 # %% [markdown]

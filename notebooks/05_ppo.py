@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -38,6 +40,7 @@ PROFILE: str = ""  # config profile, empty for tiny
 SMOKE: bool = False  # True for test-sized world and models (seconds)
 RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
 OVERRIDES: list = []  # extra overrides such as ppo.kl_coef=0.05
+SEED: int = -1  # training seed; -1 keeps the profile's (0)
 
 # %%
 import json
@@ -50,7 +53,8 @@ from igpt.generation import decode_responses, generate_ids
 from igpt.notebooks import notebook_config
 from igpt.widgets import kl_dashboard, static_figures
 
-cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES)
+cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES,
+                      seed=None if SEED < 0 else SEED)
 p = cfg.ppo
 print(f"beta (kl_coef) = {p.kl_coef}, gamma (ptx_coef) = {p.ptx_coef}, batch {p.batch_size} / minibatch "
       f"{p.mini_batch_size}, {p.iterations} iterations, reward source: {p.reward_source}")

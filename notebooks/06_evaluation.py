@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -42,6 +44,7 @@ PROFILE: str = ""  # config profile, empty for tiny
 SMOKE: bool = False  # True for test-sized world and models (seconds)
 RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
 OVERRIDES: list = []  # extra overrides such as eval.n_prompts=100
+SEED: int = -1  # training seed; -1 keeps the profile's (0)
 
 # %%
 import json
@@ -52,7 +55,8 @@ from igpt import evaluate, report, stats
 from igpt.notebooks import notebook_config
 from igpt.widgets import sample_comparison
 
-cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES)
+cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES,
+                      seed=None if SEED < 0 else SEED)
 e = cfg.eval
 print(f"{e.n_prompts} held-out prompts, best-of-{e.best_of_n}, {e.bootstrap} bootstrap resamples, "
       f"over-optimisation on {e.overopt_prompts} prompts up to n = {e.overopt_max_n}")
@@ -93,9 +97,8 @@ results = json.loads((out / "results.json").read_text())
 # `results.json`; a target not met says so.
 
 # %%
-display(Markdown("\n".join(["| target | ours | met |", "|---|---|---|"] + [
-    f"| {t['target']} | {t['ours']} | {'yes' if t['met'] else 'no' if t['met'] is False else '–'} |"
-    for t in results["targets"]])))
+display(Markdown("\n".join(["| target | ours | met | note |", "|---|---|---|---|"] + [
+    f"| {t['target']} | {t['ours']} | {report.met_word(t['met'])} | {t['note']} |" for t in results["targets"]])))
 
 # %% [markdown]
 # ## Win rate against SFT (the paper's Figure 1) and Likert ratings (Figure 3)
@@ -148,8 +151,9 @@ display(cmp)
 met = [t for t in results["targets"] if t["met"]]
 missed = [t for t in results["targets"] if t["met"] is False]
 lines = [f"**{len(met)} of {len(results['targets'])} targets met.**", ""]
-lines += [f"* reproduced: {t['target']} — {t['ours']}" for t in met]
+lines += [f"* reproduced: {t['target']} — {t['ours']}" + (f" ({t['note']})" if t["note"] else "") for t in met]
 lines += [f"* **not reproduced**: {t['target']} — {t['ours']}" for t in missed]
+lines += [f"* not measurable here: {t['target']} — {t['note']}" for t in results["targets"] if t["met"] is None]
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]

@@ -94,6 +94,9 @@ def test_targets_on_constructed_results():
     assert t["hallucination"] is True  # 0.1 <= 0.2
     assert t["toxicity"] is False  # 0.18 > 0.75 * 0.2
     assert t["alignment_tax"] is True  # recovered 0.3 of 0.4
+    zero = [dict(r, value=0.0) if r["metric"] == "toxic_rate/respectful" else r for r in extra]
+    tox = next(x for x in report.targets(_results(base, zero)) if x["name"] == "toxicity")
+    assert tox["met"] is None and "cannot show" in tox["note"]  # 0 vs 0 proves nothing either way
     worse = dict(base, gpt_prompted=(0.15, 0.3, 0.1), ppo_ptx=(0.66, 0.66, 0.49))
     t = {x["name"]: x["met"] for x in report.targets(_results(worse, extra))}
     assert t["ordering"] is False and t["ppo_ptx_win_rate"] is False and t["panels_agree"] is False
