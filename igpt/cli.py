@@ -71,7 +71,6 @@ def _one_process(stage: str) -> None:
 def _ppo(cfg: RunConfig) -> Path:
     from igpt import ppo
 
-    _one_process("ppo")
     out = ppo.train(cfg, ptx_coef=0.0)  # "PPO": gamma = 0
     if cfg.ppo.ptx_coef > 0:
         out = ppo.train(cfg, ptx_coef=cfg.ppo.ptx_coef)  # "PPO-ptx"

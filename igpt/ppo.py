@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from igpt import hf, losses
+from igpt import hf, launch, losses
 from igpt.config import RunConfig, env_device
-from igpt.errors import StageError
+from igpt.errors import LaunchError, StageError
 from igpt.generation import decode_responses, generate_ids
 from igpt.guards import check_finite
 from igpt.io import MetricsLogger, atomic_dir, write_json, write_jsonl
@@ -82,6 +82,18 @@ def value_forward(value_model, query, response, response_mask, pad_id):
     backbone = getattr(value_model, value_model.base_model_prefix)
     hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
     return value_model.score(hidden).squeeze(-1)[:, query.shape[1] - 1:-1].float()  # (B, T)
+
+
+class ValueHead(torch.nn.Module):
+    """The value model as a module whose forward gives V(s_t) for every response token (B, T), so that under DDP
+    the forward passes through the wrapper and the value model's gradients are averaged like the policy's."""
+
+    def __init__(self, value_model):
+        super().__init__()
+        self.model = value_model
+
+    def forward(self, query, response, response_mask, pad_id):
+        return value_forward(self.model, query, response, response_mask, pad_id)
 
 
 def ptx_batches(cfg: RunConfig, tokenizer, n: int, generator: torch.Generator):
@@ -182,7 +194,18 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     if p.batch_size % p.mini_batch_size:
         raise StageError(f"ppo.batch_size ({p.batch_size}) must be a multiple of ppo.mini_batch_size "
                          f"({p.mini_batch_size})")
-    device = torch.device(env_device(cfg))
+    # Several processes (accelerate launch / torchrun, DDP): every process computes the same rollouts (same seed,
+    # same weights), and the update is data-parallel: each takes its share of every minibatch and of its ptx
+    # blocks, and DDP averages the gradients. So n processes end where one process with the whole batch does.
+    launch.prepare(cfg, "ppo")
+    if launch.strategy() not in ("single", "ddp"):
+        raise LaunchError(f"igpt ppo runs in one process or under DDP; {launch.strategy()} shards the weights, "
+                          f"which its generation step does not gather yet: use configs/accelerate/ddp.yaml")
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=env_device(cfg) == "cpu")
+    n_proc, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    device = accelerator.device
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)  # prompt order and ptx blocks: part of the checkpoint
 
@@ -219,13 +242,17 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     ckpt = cfg.path / "logs" / name / "checkpoint"
     start = load_checkpoint(ckpt, policy, value_model, ema, optimizer, scheduler, gen) + 1 \
         if (ckpt / "state.json").is_file() else 0
-    log = MetricsLogger(cfg.path / f"{name}_metrics.jsonl", resume_from_step=start - 1 if start else None)
-    samples_log = MetricsLogger(cfg.path / f"{name}_samples.jsonl", resume_from_step=start - 1 if start else None)
+    # the wrappers DDP trains through (in one process: the models themselves); rollouts use the plain models
+    policy_dp, value_dp, optimizer = accelerator.prepare(policy, ValueHead(value_model), optimizer)
+    if main:
+        log = MetricsLogger(cfg.path / f"{name}_metrics.jsonl", resume_from_step=start - 1 if start else None)
+        samples_log = MetricsLogger(cfg.path / f"{name}_samples.jsonl", resume_from_step=start - 1 if start else None)
 
     from tqdm.auto import tqdm
 
     last_good = None  # the previous minibatch's finite loss terms, for the diagnosis of a NaN
-    bar = tqdm(range(start, p.iterations), initial=start, total=p.iterations, desc=name, dynamic_ncols=True)
+    bar = tqdm(range(start, p.iterations), initial=start, total=p.iterations, desc=name, dynamic_ncols=True,
+               disable=not main)
     for it in bar:
         t0 = time.time()
         # 1. rollout ------------------------------------------------------------------------------------------
@@ -258,24 +285,31 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         value_model.train()
         stats: dict[str, list[float]] = {}
         for _ in range(p.ppo_epochs):
-            for mb in torch.randperm(p.batch_size, generator=gen).split(p.mini_batch_size):
-                mb = mb.to(device)
+            for mb_all in torch.randperm(p.batch_size, generator=gen).split(p.mini_batch_size):
+                mb = mb_all[rank::n_proc].to(device)  # this process's share of the minibatch
                 mb_mask = b_mask[mb]
-                new_logprobs = policy_logprobs(policy, b_query[mb], b_response[mb], mb_mask, pad_id, p.temperature)
-                pg_loss, pg_stats = losses.policy_loss(new_logprobs, b_logprobs[mb], b_advantages[mb], mb_mask,
-                                                       p.cliprange)
-                new_values = value_forward(value_model, b_query[mb], b_response[mb], mb_mask, pad_id)
-                vf_loss, vf_stats = losses.value_loss(new_values, b_values[mb], b_returns[mb], mb_mask,
-                                                      p.cliprange_value)
+                # the token means below are over this share; weighted by its share of the minibatch's tokens, DDP's
+                # average over processes is the token mean over the whole minibatch, as in one process
+                scale = mb_mask.sum() * n_proc / b_mask[mb_all.to(device)].sum()
+                optimizer.zero_grad(set_to_none=True)
                 ptx = torch.zeros((), device=device)
                 if ptx_stream is not None:
-                    x = next(ptx_stream).to(device)  # (n, L) pretraining blocks
-                    ptx = losses.ptx_loss(policy(input_ids=x).logits, x, torch.ones_like(x))
-                loss = losses.ppo_ptx_loss(pg_loss, vf_loss, ptx, p.vf_coef, gamma_ptx)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(list(policy.parameters()) + list(value_model.parameters()),
-                                                           1.0)
+                    x = next(ptx_stream)[rank::n_proc].to(device)  # (n / n_proc, L) pretraining blocks
+                    # the γ-weighted pretraining gradient goes into the buffers first, unsynced; the PPO backward
+                    # below then averages the sum over processes: one optimizer step for both (App. C.3)
+                    with accelerator.no_sync(policy_dp):
+                        ptx = losses.ptx_loss(policy_dp(input_ids=x).logits, x, torch.ones_like(x))
+                        accelerator.backward(gamma_ptx * ptx)
+                new_logprobs = policy_logprobs(policy_dp, b_query[mb], b_response[mb], mb_mask, pad_id,
+                                               p.temperature)
+                pg_loss, pg_stats = losses.policy_loss(new_logprobs, b_logprobs[mb], b_advantages[mb], mb_mask,
+                                                       p.cliprange)
+                new_values = value_dp(b_query[mb], b_response[mb], mb_mask, pad_id)
+                vf_loss, vf_stats = losses.value_loss(new_values, b_values[mb], b_returns[mb], mb_mask,
+                                                      p.cliprange_value)
+                accelerator.backward(scale * (pg_loss + p.vf_coef * vf_loss))
+                grad_norm = accelerator.clip_grad_norm_(list(policy.parameters()) + list(value_model.parameters()),
+                                                        1.0)
                 # a NaN/Inf stops here, before the step: the last checkpoint stays the last good one
                 terms = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "ptx_loss": ptx.item(),
                          "grad_norm": grad_norm.item()}
@@ -283,8 +317,9 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                              checkpoint=str(ckpt) if (ckpt / "state.json").is_file() else None)
                 last_good = {"step": it, **terms}
                 optimizer.step()
+                total = losses.ppo_ptx_loss(pg_loss, vf_loss, ptx, p.vf_coef, gamma_ptx)  # Eq. 2's minibatch loss
                 for k, v in {**pg_stats, **vf_stats, "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
-                             "ptx_loss": ptx.item()}.items():
+                             "ptx_loss": ptx.item(), "loss": total.item()}.items():
                     stats.setdefault(k, []).append(float(v))
         lrs = [g["lr"] for g in optimizer.param_groups]  # the rates this iteration's update used
         scheduler.step()
@@ -308,6 +343,10 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
             "lr/policy": lrs[0], "lr/value": lrs[1],
             "time/generate": t1 - t0, "time/score": t2 - t1, "time/forward": t3 - t2, "time/update": t4 - t3,
         }
+        if on_iteration is not None:
+            on_iteration(row)
+        if not main:  # every process holds the same rollouts and weights: one writes them
+            continue
         log.log(row)
         bar.set_postfix(score=f"{row['objective/scores']:.2f}", kl=f"{row['objective/kl']:.2f}")
         if it % p.sample_every == 0 or it == p.iterations - 1:
@@ -321,9 +360,11 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
             save_snapshot(ckpt.parent / "snapshots" / f"iter_{it + 1:05d}.safetensors", policy)
         if (it + 1) % p.save_every == 0 or it == p.iterations - 1:
             save_checkpoint(ckpt, it, policy, value_model, ema, optimizer, scheduler, gen)
-        if on_iteration is not None:
-            on_iteration(row)
 
+    out = cfg.path / name
+    if not main:
+        accelerator.wait_for_everyone()  # until the main process has published
+        return out
     # the published folder: the raw policy, its EMA beside it, the value model, and a held-out report against SFT
     policy.eval()
     ema_policy = copy.deepcopy(policy)
@@ -335,7 +376,6 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     summary, samples = compare_policies(cfg, w, {"sft": sft_model, name: policy}, tokenizer, baseline="sft")
     summary.update({"ptx_coef": gamma_ptx, "kl_coef": p.kl_coef, "iterations": p.iterations,
                     "episodes": p.iterations * p.batch_size, "reward_source": p.reward_source})
-    out = cfg.path / name
     with atomic_dir(out) as tmp:
         policy.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -348,4 +388,5 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     pol = summary["policies"]
     print(f"[igpt] {name}: gold {pol['sft']['gold_overall']:.3f} (sft) -> {pol[name]['gold_overall']:.3f}, "
           f"pretrain val loss {pol['sft']['pretrain_val_loss']:.3f} -> {pol[name]['pretrain_val_loss']:.3f}")
+    accelerator.wait_for_everyone()
     return out

@@ -64,6 +64,8 @@ def free_port() -> int:
 
 
 STAGES = {"sft": ("base", AutoModelForCausalLM), "rm": ("sft", AutoModelForSequenceClassification)}
+# one PPO and one PPO-ptx iteration against the gold score (no RM needed); the value head then starts fresh on SFT
+PPO_OVERRIDES = ["ppo.reward_source=gold", "ppo.iterations=1", "ppo.warmup_iters=0", "eval.n_prompts=4"]
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +76,19 @@ def two(src, tmp_path_factory):
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
            str(WORKER)]
-    for stage in STAGES:
+    for stage in [*STAGES, "ppo"]:
         cmd += ["::"] * (stage != "sft") + [stage, "--config", "tiny", "--smoke", "--run-dir", str(root / stage),
-                                            *OVERRIDES]
+                                            *OVERRIDES, *(PPO_OVERRIDES if stage == "ppo" else [])]
         _copy(src, root / stage, stage)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    for stage in STAGES:
+    for stage in [*STAGES, "ppo"]:
         assert out.stdout.count(f"[igpt] stage {stage} done") == 2  # both processes ran the stage to its end
-    return {stage: root / stage for stage in STAGES}
+    return {stage: root / stage for stage in [*STAGES, "ppo"]}
 
 
 def _copy(src: Path, run: Path, stage: str) -> None:
-    for part in ("world", "data", "tokenizer", "base") + (("sft",) if stage == "rm" else ()):
+    for part in ("world", "data", "tokenizer", "base") + (("sft",) if stage in ("rm", "ppo") else ()):
         shutil.copytree(src / part, run / part)
 
 
@@ -119,6 +121,35 @@ def test_two_processes_train_one_model_like_one_process_with_the_same_batch(src,
     # float sums in another order: far below what training moved (measured: ~1e-5 of it); each process taking
     # the whole batch instead of half lands ~0.5 of it away
     assert _distance(single, ranks[0]) < 0.001 * moved, (_distance(single, ranks[0]), moved)
+
+
+def test_two_processes_run_ppo_ptx_like_one_process_with_the_same_batch(src, two, tmp_path, monkeypatch):
+    """Both processes compute the same rollouts, each takes half of every minibatch and of its ptx blocks, DDP
+    averages: the two end identical, and where one process with the whole minibatches ends."""
+    from igpt import losses, ppo
+
+    ranks = [load_file(two["ppo"] / f"ppo_rank{i}.safetensors") for i in range(2)]
+    for k in ranks[0]:
+        assert torch.equal(ranks[0][k], ranks[1][k]), f"parameter {k} differs between the two processes"
+    assert (two["ppo"] / "ppo_ptx" / "config.json").is_file()  # published once, by the main process
+
+    _copy(src, tmp_path, "ppo")
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}", *OVERRIDES, *PPO_OVERRIDES])
+    saved = {}
+    real = losses.ema_update
+    monkeypatch.setattr(losses, "ema_update", lambda ema, params, decay: (
+        saved.update({str(i): t.detach().clone() for i, t in enumerate(params)}), real(ema, params, decay))[1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each launched process
+    try:
+        ppo.train(cfg, ptx_coef=cfg.ppo.ptx_coef)
+    finally:
+        torch.set_num_threads(threads)
+    init = {str(i): t for i, t in enumerate(AutoModelForCausalLM.from_pretrained(src / "sft").parameters())}
+    moved = _distance(saved, init)
+    assert moved > 0
+    # measured ~1e-6 of what the step moved; each process taking the whole minibatch would be far off
+    assert _distance(saved, ranks[0]) < 0.001 * moved, (_distance(saved, ranks[0]), moved)
 
 
 def test_the_cpu_flag_with_several_processes_is_refused(monkeypatch):
@@ -166,7 +197,7 @@ def test_a_batch_the_processes_cannot_share_is_refused(key, value):
         assert launch.per_process(batch, 1, k) == batch
 
 
-@pytest.mark.parametrize("stage", ["ppo", "eval"])
+@pytest.mark.parametrize("stage", ["eval"])
 def test_single_process_stages_refuse_a_multi_process_launch(monkeypatch, capsys, tmp_path, stage):
     from igpt.cli import main
 
