@@ -70,7 +70,17 @@ lint: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
-bench: $(STAMP)
+# Benchmarks against TRL (benchmarks/results.md). TRL's PPO trainer left TRL in 1.13, so the PPO baseline runs
+# TRL 1.12 from its own venv, with the same torch and transformers as ours; .venv is not touched.
+TRL112 := benchmarks/.venv-trl112
+
+$(TRL112)/.installed:
+	$(PYTHON) -m venv $(TRL112)
+	$(TRL112)/bin/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(TRL112)/bin/python -m pip install -q trl==1.12.0 "transformers==$$($(BIN)/python -c 'import transformers; print(transformers.__version__)')"
+	touch $@
+
+bench: $(STAMP) $(TRL112)/.installed
 	$(BIN)/python benchmarks/run.py
 
 clean-runs:
