@@ -375,12 +375,44 @@ def _all_keys() -> list[str]:
     return keys
 
 
+# The layout of a run folder (which files each stage writes, their schemas). Bumped when a change makes an older
+# folder unreadable or misleading; check_run_dir refuses a folder of another format instead of mixing the two.
+RUN_FORMAT = 1
+
+
 def save_config(cfg: RunConfig, path: str | Path | None = None) -> Path:
-    """Write the resolved config as YAML (atomically) into the run folder, or to `path`."""
+    """Write the resolved config as YAML (atomically) into the run folder, or to `path`; in the run folder also
+    igpt.json, the run-folder format and igpt version that made it."""
+    import json
+
+    from igpt import __version__
     from igpt.io import atomic_write_text
 
+    if path is None and not (cfg.path / "igpt.json").is_file():
+        atomic_write_text(cfg.path / "igpt.json", json.dumps({"run_format": RUN_FORMAT, "igpt": __version__}) + "\n")
     path = Path(path) if path else cfg.path / "config.yaml"
     return atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def check_run_format(run_dir: str | Path) -> None:
+    """Refuse a run folder written in another run-folder format (igpt.json), naming both and what to do."""
+    import json
+
+    from igpt import __version__
+
+    path = Path(run_dir) / "igpt.json"
+    if not path.is_file():
+        return  # a new folder, or one from before igpt.json existed (format 1)
+    try:
+        made = json.loads(path.read_text(encoding="utf-8"))
+        fmt = made["run_format"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is not igpt's run-folder stamp (expected {{run_format, igpt}}); "
+                          f"use a new --run-dir or delete {run_dir}") from None
+    if fmt != RUN_FORMAT:
+        raise ConfigError(f"{run_dir} was written by igpt {made.get('igpt', '?')} in run-folder format {fmt}; this "
+                          f"igpt ({__version__}) reads format {RUN_FORMAT}. Use a new --run-dir (or the igpt "
+                          f"version that made it), rather than mixing the two.")
 
 
 def config_from_run(run_dir: str | Path) -> RunConfig:
@@ -417,7 +449,9 @@ def env_device(cfg: RunConfig) -> str:
 
 
 def check_run_dir(cfg: RunConfig) -> None:
-    """Refuse to mix runs: a run folder whose world was built from another world config is not reused."""
+    """Refuse to mix runs: a run folder of another run-folder format, or whose world was built from another world
+    config, is not reused."""
+    check_run_format(cfg.path)
     path = cfg.path / "config.yaml"
     if not path.is_file() or not (cfg.path / "world").exists():
         return

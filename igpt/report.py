@@ -26,7 +26,7 @@ PAPER = {
     "toxic_rate/respectful": "§4.2: about 25% fewer toxic outputs than GPT-3 when asked to be respectful",
     "pretrain_val_loss": "§4.2: PPO regresses on public NLP tasks; PPO-ptx recovers most of it",
     "panels": "§4.1: held-out labelers' preferences match the training labelers'",
-    "rm": "§4.3 / App. E: RM 72.4 ± 0.4% (training labelers), 69.6 ± 0.9% (held-out labelers); "
+    "rm": "RMs at 72.4 ± 0.4% against their training labeler groups and 69.6 ± 0.9% against a held-out group; "
           "labelers agree 72.6 ± 1.5% (training), 77.3 ± 1.3% (held-out)",
 }
 

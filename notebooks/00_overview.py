@@ -120,4 +120,7 @@ print(plan.fits_table(igpt.load_config("full"), [("8 x 80 GiB, ZeRO-2", "zero2",
 #   jupytext); `python notebooks/03_sft.py` runs it headless, or `jupytext --to py:percent NN_name.ipynb`
 #   exports one you changed.
 #
-# **What to inspect:** the run folder now holds `config.yaml`. **Next:** `01_data_construction.ipynb`.
+# **What to inspect:** the run folder now holds `config.yaml` (every later notebook reads it back) and `igpt.json`
+# (the run-folder format); the pipeline map shows seven stages, each writing one entry of the run folder; the
+# planner's estimate for the tiny profile's PPO-ptx peak is about 0.7 GiB, so it fits any laptop. **Next:**
+# `01_data_construction.ipynb`.

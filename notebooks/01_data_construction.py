@@ -163,6 +163,8 @@ fig.show()
 # ## What to inspect
 #
 # * The category mix matches the paper's within about 2 points per category.
+# * Prompt lengths: most prompts a few words to a sentence or two (tens of characters), none over
+#   `data.max_prompt_chars`; the heaviest users sit at the per-user cap (200 at tiny) and no higher.
 # * The per-user cap bites only on the few heavy users; splits share no user (`users` above).
 # * Demonstrations look like good answers; agreement sits in 0.65–0.80 for both panels.
 #

@@ -90,6 +90,9 @@ summary = json.loads((sft_dir / "summary.json").read_text())
 # * **Pretraining validation loss** of SFT vs base: SFT's is higher (tiny run: 0.73 → 1.14 nats) — fine-tuning
 #   already costs some of the web's likelihood before any RL. A learning rate of 1e-3 fits the demonstrations a
 #   little better but more than triples this loss; the tiny profile uses 3e-4.
+# * **Gold score by category**: SFT at or above base in every category (tiny run, seed 0: "other" stays at 0.48,
+#   extract gains least, +0.04; classification most, +0.42). A category where SFT falls below base points at its
+#   demonstrations.
 
 # %%
 plots.training_curve(cfg.path / "sft_metrics.jsonl", ["sft/loss", "sft/eval_loss"], "SFT loss").show()

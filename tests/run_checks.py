@@ -30,6 +30,7 @@ RESULTS = {  # stage -> the files its results are in
              "data/rm_prompts/validation.jsonl", "data/ppo_prompts/train.jsonl", "data/eval_prompts/test.jsonl"],
     "pretrain": ["base/summary.json", "base_metrics.jsonl"],
     "sft": ["sft/summary.json", "sft_metrics.jsonl"],
+    "eval": ["eval/results.json", "eval/samples.jsonl"],
     "rm": ["data/rankings/train.jsonl", "data/rankings/validation.jsonl", "data/rankings/summary.json",
            "rm/summary.json", "rm_metrics.jsonl"],
     "ppo": ["ppo/summary.json", "ppo_ptx/summary.json", "ppo_metrics.jsonl", "ppo_ptx_metrics.jsonl"],
@@ -110,6 +111,9 @@ def published_whole(run_dir: Path) -> None:
     if (run_dir / "rm").exists():
         AutoModelForSequenceClassification.from_pretrained(run_dir / "rm")
         json.loads((run_dir / "rm" / "summary.json").read_text())
+    if (run_dir / "eval").exists():
+        json.loads((run_dir / "eval" / "results.json").read_text())
+        read_jsonl_lenient(run_dir / "eval" / "samples.jsonl")
     if (run_dir / "tokenizer").exists():
         pretrain.load_tokenizer(run_dir / "tokenizer")
     for folder in (run_dir / "data").iterdir():

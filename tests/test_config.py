@@ -109,3 +109,21 @@ def test_every_field_is_documented():
 
 def test_public_entry_point():
     assert igpt.load_config is load_config
+
+
+def test_a_run_folder_of_another_format_is_refused_and_names_both(tmp_path):
+    import json
+
+    from igpt.config import RUN_FORMAT, check_run_dir, save_config
+
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}"])
+    save_config(cfg)
+    stamp = json.loads((tmp_path / "igpt.json").read_text())
+    assert stamp["run_format"] == RUN_FORMAT and stamp["igpt"] == igpt.__version__
+    check_run_dir(cfg)  # its own format: fine
+    (tmp_path / "igpt.json").write_text(json.dumps({"run_format": RUN_FORMAT + 1, "igpt": "9.9.0"}))
+    with pytest.raises(igpt.ConfigError, match=rf"igpt 9\.9\.0 in run-folder format {RUN_FORMAT + 1}.*new --run-dir"):
+        check_run_dir(cfg)
+    (tmp_path / "igpt.json").write_text("[]")
+    with pytest.raises(igpt.ConfigError, match="not igpt's run-folder stamp"):
+        check_run_dir(cfg)

@@ -3,8 +3,9 @@ again, and must end with the metrics of an uninterrupted run (within 1 %); at no
 half-written, and no temporary folder is left once the stage has finished.
 
 Fast variants (in `make test`): SFT killed after its first checkpoint, and `igpt rm` killed while it collects
-rankings. Long variants (`make reliability`): pretrain, SFT, RM and PPO, each killed at random times for several
-seeds, sometimes twice in a row.
+rankings. Long variants (`make reliability`): pretrain, SFT, RM, PPO and the evaluation, each killed at random
+times for several seeds, sometimes twice in a row (the evaluation has no checkpoint: it starts again, and must end
+with the same results).
 """
 
 import json
@@ -20,7 +21,8 @@ from igpt.rankings_store import RankingStore
 
 NEEDS = {"pretrain": ("world", "data"), "sft": ("world", "data", "tokenizer", "base"),
          "rm": ("world", "data", "tokenizer", "base", "sft"),
-         "ppo": ("world", "data", "tokenizer", "base", "sft", "rm")}
+         "ppo": ("world", "data", "tokenizer", "base", "sft", "rm"),
+         "eval": ("world", "data", "tokenizer", "base", "sft", "rm", "ppo", "ppo_ptx")}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -76,14 +78,15 @@ LONG = {  # stage -> overrides that give it several checkpoints to resume from
     "sft": ["sft.epochs=3"],
     "rm": [],
     "ppo": ["ppo.iterations=4", "ppo.save_every=1"],
+    "eval": [],  # no checkpoint: killed, it leaves no eval/ (or the previous one) and starts again
 }
 
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
-    """A smoke run through the reward model, made with the command line (the inputs of every stage)."""
+    """A smoke run through PPO, made with the command line (the inputs of every stage)."""
     path = tmp_path_factory.mktemp("cli-run")
-    for stage in ("world", "data", "pretrain", "sft", "rm"):
+    for stage in ("world", "data", "pretrain", "sft", "rm", "ppo"):
         rc.run_stage(stage, path)
     return path
 
@@ -113,7 +116,7 @@ def test_every_stage_survives_sigkill_at_random_points(cli_run, whole_runs, tmp_
         shutil.copytree(cli_run / part, tmp_path / part)
     killed = []
     for _ in range(2 if seed == 1 else 1):
-        if seed == 2:
+        if seed == 2 and stage != "eval":
             when = rc.after_ppo_checkpoint if stage == "ppo" else rc.after_checkpoint(stage)
             delay = rng.uniform(0, 0.2)
         else:
