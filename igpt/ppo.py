@@ -17,8 +17,9 @@ One iteration, always in this order (CleanRL style; `b_` = the whole batch, `mb_
   7. EMA       of the policy weights (decay 0.992), metrics to metrics.jsonl, samples, checkpoint
 
 The policy starts from SFT; the reference is the frozen SFT model; the value model starts from the reward model
-(the paper's choice) and has its own learning rate. TRL removed its PPO trainer in 1.13 and no maintained library
-mixes the pretraining loss into the same step, so this file does it, in the open.
+(the paper's choice) and has its own learning rate. Under `accelerate launch` (DDP) every process computes the
+same rollouts and the update is data-parallel (see `train`). TRL removed its PPO trainer in 1.13 and no maintained
+library mixes the pretraining loss into the same step, so this file does it, in the open.
 """
 
 from __future__ import annotations
