@@ -207,7 +207,16 @@ def train(cfg: RunConfig) -> Path:
     )
     hf.tidy(trainer, "pretrain")
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=ckpt)
+    if ckpt is not None and hf.checkpoint_step(ckpt) >= p.steps and (Path(ckpt) / "model.safetensors").is_file():
+        # killed after the last checkpoint (while publishing): transformers 5.24 resumed at max_steps trains one
+        # step more, so take the finished weights and state from the checkpoint instead
+        from safetensors.torch import load_model
+        from transformers import TrainerState
+
+        load_model(model, str(Path(ckpt) / "model.safetensors"))
+        trainer.state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
+    else:
+        trainer.train(resume_from_checkpoint=ckpt)
     seconds = time.time() - t0
     model = hf.trained_model(trainer, LlamaForCausalLM.from_pretrained)
     out = cfg.path / "base"

@@ -171,3 +171,19 @@ def test_an_interrupted_stage_resumes_to_the_same_weights(run, tmp_path, monkeyp
         assert torch.allclose(p0, p1, atol=1e-5), f"{name} differs after resume"
     steps = [r["step"] for r in read_jsonl(cfg.path / f"{'base' if stage == 'pretrain' else 'sft'}_metrics.jsonl")]
     assert steps == sorted(steps), "the metrics log holds no step twice after resuming"
+
+
+def test_pretraining_killed_after_its_last_checkpoint_publishes_the_same_model(run, tmp_path, copy_run):
+    """Killed while publishing, pretraining is run again: it must take the finished checkpoint as it is
+    (transformers resumed at max_steps trains one step more), so the base model and its numbers are unchanged."""
+    copy_run(run.path, tmp_path, parts=("world", "data"))
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}", "pretrain.steps=5"])
+    first = json.loads((pretrain.train(cfg) / "summary.json").read_text())
+    weights = AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict()
+    import shutil
+
+    shutil.rmtree(tmp_path / "base")  # as if killed after the last checkpoint, before base/ was written
+    again = json.loads((pretrain.train(cfg) / "summary.json").read_text())
+    assert again["val_loss"] == first["val_loss"] and again["train_loss"] == first["train_loss"]
+    for k, v in AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict().items():
+        assert torch.equal(v, weights[k]), k
