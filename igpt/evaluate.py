@@ -38,16 +38,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from igpt import hf, stats
+from igpt import hf, losses, report, stats
 from igpt.config import RunConfig, env_device
 from igpt.errors import StageError
 from igpt.generation import decode_responses, generate, generate_ids
 from igpt.io import atomic_dir, write_json, write_jsonl
 from igpt.pretrain import base_path, eval_loss, load_corpus, load_tokenizer, pack, tokenizer_path
+from igpt.report import LABELS
 
-POLICIES = ["gpt", "gpt_prompted", "sft", "ppo", "ppo_ptx", "best_of_n"]
-LABELS = {"gpt": "GPT", "gpt_prompted": "GPT-prompted", "sft": "SFT", "ppo": "PPO", "ppo_ptx": "PPO-ptx",
-          "best_of_n": "best-of-n"}
+POLICIES = list(LABELS)  # gpt, gpt_prompted, sft, ppo, ppo_ptx, best_of_n
 CLOSED_DOMAIN = ("closed qa", "extract", "summarization")  # the paper's closed-domain tasks (Figure 4)
 RL = ("ppo", "ppo_ptx")
 
@@ -100,10 +99,10 @@ def continuation_logprob(model, tokenizer, texts: list[str], continuations: list
         for j, x in enumerate(seqs):
             ids[j, :len(x)] = torch.tensor(x)
         att = (torch.arange(T)[None, :] < torch.tensor([len(x) for x in seqs])[:, None]).long()  # (B, T)
-        logp = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float(), -1)
+        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float()  # (B, T, V)
+        logp = losses.logprobs_from_logits(logits[:, :-1], ids[:, 1:].to(device))  # (B, T-1): log p(token t+1)
         for j, (a, b) in enumerate(zip(ctx, cont)):
-            pos = torch.arange(len(a) - 1, len(a) + len(b) - 1)  # the positions that predict the continuation
-            out.append(logp[j, pos, torch.tensor(b)].sum().item())
+            out.append(logp[j, len(a) - 1:len(a) + len(b) - 1].sum().item())  # the continuation's tokens
     return out
 
 
@@ -295,7 +294,7 @@ def suite_of(cfg: RunConfig, w, tokenizer) -> dict:
 def evaluate(cfg: RunConfig) -> Path:
     """Evaluate every policy the run folder has; write runs/<run>/eval/ (all at once, or nothing)."""
     hf.quiet()
-    from igpt import report, reward, world
+    from igpt import reward, world
 
     t_start = time.time()
     device = torch.device(env_device(cfg))

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from igpt.plots import grouped_bars
 
+# the policies evaluate.py compares, in the order of every table and figure, with their display names
 LABELS = {"gpt": "GPT", "gpt_prompted": "GPT-prompted", "sft": "SFT", "ppo": "PPO", "ppo_ptx": "PPO-ptx",
           "best_of_n": "best-of-n"}
 
