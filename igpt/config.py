@@ -119,6 +119,7 @@ class RewardConfig:
     """Rankings and the reward model (paper §3.5 "Reward modeling" and App. C.2)."""
 
     k: int = 4  # completions ranked per prompt (paper: 4 to 9)
+    base_candidates: int = 0  # of the K, how many the pretrained base model samples instead of SFT: the RM then also sees continuations, toxic words, rambling (igpt; the paper ranked outputs of several models)
     temperature: float = 1.0  # sampling temperature for the K completions
     max_new_tokens: int = 48  # length bound of each completion
     mode: str = "kwise"  # "kwise": all C(K,2) pairs of a prompt in one batch element (paper); "pairwise": independent pairs

@@ -108,11 +108,13 @@ def tokenizer_path(cfg: RunConfig) -> Path | str:
 
 def pack(texts: list[str], tokenizer, block: int) -> list[list[int]]:
     """Concatenate documents separated by EOS and cut into blocks of `block` tokens (the last partial one dropped;
-    GPT-3 also trained on full context windows)."""
+    GPT-3 also trained on full context windows). The documents are tokenised a thousand at a time: one call over
+    the whole web keeps every document's encoding (offsets, token strings) alive at once, ~440 MB more at tiny."""
     ids: list[int] = []
-    for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids.extend(enc)
-        ids.append(tokenizer.eos_token_id)
+    for start in range(0, len(texts), 1000):
+        for enc in tokenizer(texts[start:start + 1000], add_special_tokens=False)["input_ids"]:
+            ids.extend(enc)
+            ids.append(tokenizer.eos_token_id)
     n = len(ids) // block
     return [ids[i * block:(i + 1) * block] for i in range(n)]
 

@@ -1,7 +1,8 @@
 """Stage 4a: comparison data for the reward model (InstructGPT §3.5 "Reward modeling", §3.4 labelers).
 
-For every RM prompt the SFT model samples K completions; one labeler of the training panel ranks them, best
-first (the paper showed labelers 4 to 9 completions at once and collected the whole ranking, so one prompt gives
+For every RM prompt the SFT model samples K completions (reward.base_candidates of them from the pretrained base
+model instead, so the RM also sees the failures a base model makes: continuations, toxic words, rambling); one
+labeler of the training panel ranks them, best first (the paper showed labelers 4 to 9 completions at once and collected the whole ranking, so one prompt gives
 C(K,2) comparisons for one labeler's effort). The validation prompts are ALSO ranked by a labeler of the held-out
 panel, who never labelled training data: accuracy against held-out labelers is what the paper reports.
 
@@ -32,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from igpt.config import RunConfig, env_device
-from igpt.errors import StageError
+from igpt.errors import ConfigError, StageError
 from igpt.io import atomic_dir, write_json, write_jsonl
 from igpt.rankings_store import RankingStore
 
@@ -121,6 +122,19 @@ def _load_policy(cfg: RunConfig):
     return model, load_tokenizer(path)  # left padding: every prompt ends where generation starts
 
 
+def _base_sampler(cfg: RunConfig, policy):
+    """(model, context) that samples from the pretrained base model: a LoRA SFT policy with its adapter switched
+    off (no second copy in memory), else the base model loaded from pretrain's output or the hub."""
+    from contextlib import nullcontext
+
+    from igpt import hf
+    from igpt.pretrain import base_path
+
+    if hasattr(policy, "disable_adapter"):
+        return policy, policy.disable_adapter
+    return hf.load_causal_lm(base_path(cfg), cfg).to(env_device(cfg)).eval(), nullcontext
+
+
 def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: RankingStore,
                     order: dict[str, int]) -> dict:
     """Sample K completions for each prompt not yet in the store, rank them, append one record per prompt.
@@ -132,38 +146,53 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
     from igpt.generation import generate
 
     r = cfg.reward
+    n_base = r.base_candidates
+    n_sft = r.k - n_base  # completions per prompt from each model
     done = store.done_ids()
     per_chunk = max(1, SEQUENCES_PER_BATCH // r.k)
     chunks = [prompts[c:c + per_chunk] for c in range(0, len(prompts), per_chunk)]
     todo = [chunk for chunk in chunks if any(p["id"] not in done for p in chunk)]
     stats = {"sampled_prompts": 0, "sequences_sampled": 0, "empty_dropped": 0, "skipped_too_few": 0,
-             "resumed_from": sum(p["id"] in done for p in prompts), "sample_seconds": 0.0}
+             "resumed_from": sum(p["id"] in done for p in prompts), "sample_seconds": 0.0,
+             "base_candidates": n_base, "base_ranked_best": 0}
     if not todo:
         return stats
     model, tokenizer = _load_policy(cfg)
+    base, base_ctx = _base_sampler(cfg, model) if n_base else (None, None)
     t0 = time.time()
     for chunk in tqdm(todo, desc="rankings", dynamic_ncols=True):
-        queries = [p["prompt"] for p in chunk for _ in range(r.k)]  # (n * K,)  prompt-major: K in a row
         seed = zlib.crc32(f"{cfg.seed}/{chunk[0]['id']}".encode())  # fixed by the chunk, not by its position
-        texts = generate(model, tokenizer, queries, r.max_new_tokens, r.temperature,
-                         batch_size=SEQUENCES_PER_BATCH, seed=seed, progress=False)
-        stats["sequences_sampled"] += len(texts)
+        texts = generate(model, tokenizer, [p["prompt"] for p in chunk for _ in range(n_sft)],  # prompt-major
+                         r.max_new_tokens, r.temperature, batch_size=SEQUENCES_PER_BATCH, seed=seed, progress=False)
+        base_texts = []
+        if n_base:
+            with base_ctx():
+                base_texts = generate(base, tokenizer, [p["prompt"] for p in chunk for _ in range(n_base)],
+                                      r.max_new_tokens, r.temperature, batch_size=SEQUENCES_PER_BATCH,
+                                      seed=seed + 1, progress=False)
+        stats["sequences_sampled"] += len(texts) + len(base_texts)
         for i, p in enumerate(chunk):
             if p["id"] in done:  # ranked before the crash, or by a person in the widget: keep that label
                 continue
             labeler = panel[order[p["id"]] % len(panel)]  # round robin over the panel, fixed per prompt
-            completions = [t for t in texts[i * r.k:(i + 1) * r.k] if t.strip()]
+            drawn = [(t, False) for t in texts[i * n_sft:(i + 1) * n_sft]]
+            if n_base:  # shuffled, so a completion's position does not say which model wrote it
+                drawn += [(t, True) for t in base_texts[i * n_base:(i + 1) * n_base]]
+                _rng(cfg, p["id"], "order").shuffle(drawn)
+            drawn = [(t, from_base) for t, from_base in drawn if t.strip()]
+            completions = [t for t, _ in drawn]
             stats["empty_dropped"] += r.k - len(completions)  # the schema wants text; "" ends in no comparison
             if len(completions) < 2:
                 store.skip(p["id"], labeler.id)  # nothing to compare; do not sample it again on resume
                 stats["skipped_too_few"] += 1
                 continue
             ranking = dense(labeler.rank(p["prompt"], completions, _rng(cfg, p["id"], "train")))
+            stats["base_ranked_best"] += any(from_base and rank == 0 for (_, from_base), rank in zip(drawn, ranking))
             store.append({"id": p["id"], "prompt": p["prompt"], "completions": completions, "ranking": ranking,
                           "labeler_id": labeler.id, "category": p["category"]})
             stats["sampled_prompts"] += 1
     stats["sample_seconds"] = round(time.time() - t0, 2)
-    del model
+    del model, base
     return stats
 
 
@@ -183,6 +212,10 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
     hf.quiet()
     if panel not in ("train", "heldout"):
         raise StageError(f"rankings.collect: panel must be 'train' or 'heldout', got {panel!r}")
+    if not 0 <= cfg.reward.base_candidates < cfg.reward.k:
+        raise ConfigError(f"reward.base_candidates={cfg.reward.base_candidates}: give 0 to {cfg.reward.k - 1} "
+                          f"(how many of the reward.k={cfg.reward.k} completions the base model samples; at least "
+                          f"one must come from SFT)")
     torch.manual_seed(cfg.seed)
     imported = (cfg.path / "data" / "rankings_import").is_dir()
     w = None
@@ -210,7 +243,8 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
         by_id = {rec["id"]: rec for rec in store.records()}
         splits = {s: [by_id[p["id"]] for p in rows[s] if p["id"] in by_id] for s in SPLITS}
         stats["store_records_not_rm_prompts"] = len(by_id.keys() - order.keys())  # widget rankings of other prompts
-        source = f"sampled from {cfg.path / 'sft'} (K={cfg.reward.k}), ranked by the {panel} panel"
+        source = (f"sampled from {cfg.path / 'sft'} (K={cfg.reward.k}, {cfg.reward.base_candidates} of them from the "
+                  f"base model), ranked by the {panel} panel")
     if not splits.get("train"):
         raise StageError(f"no rankings to train on ({source}); check data/rm_prompts or your rankings file")
 

@@ -305,7 +305,10 @@ def _world_agreement(cfg: RunConfig, w) -> float | None:
 
 
 def evaluate(cfg: RunConfig, model, tokenizer, ds, w) -> dict:
-    """Accuracy (held-out labelers, training labelers, training split), ceilings, by category, calibration."""
+    """Accuracy (held-out labelers, training labelers, training split), ceilings, by category, calibration, and
+    the failure checks (world-sampled rankings only: the world's labelers cannot demonstrate for imported prompts)."""
+    from igpt.world.labelers import failure_checks
+
     m = cfg.reward.max_length
 
     def rewards_of(rows):
@@ -341,6 +344,9 @@ def evaluate(cfg: RunConfig, model, tokenizer, ds, w) -> dict:
                 "pairs": accuracy([r for r, _ in v], [s for _, s in v], key)[1]}
             for c, v in sorted(by_cat.items())},
         "calibration": calibration(val, val_r, key),
+        # demonstration vs the same answer made toxic, truncated, wrong, ...: does the RM catch what labelers punish?
+        "failure_checks": failure_checks(w, lambda p, c: score(model, tokenizer, p, c, max_length=m),
+                                         sorted({r["prompt"] for r in val})) if has_heldout and w else None,
     }
 
 

@@ -129,6 +129,7 @@ pw = json.loads((pair_dir / "summary.json").read_text())
 #   observed share should sit above 0.5 in every bin and rise with the gap; a flat line near 0.5 means the RM's
 #   margins carry no information.
 # * **Bias normalisation**: the demonstrations' mean score is ≈ 0 after the shift.
+# * **Failure checks** (below): the RM should prefer an intact answer to a broken one, well above 50 %.
 
 # %%
 def pct(x):
@@ -156,6 +157,35 @@ fig.add_scatter(x=[0.5, 1], y=[0.5, 1], mode="lines", line=dict(dash="dot"), nam
 fig.update_layout(title="calibration: predicted vs observed P(RM's favourite wins)", xaxis_title="σ(|Δr|)",
                   yaxis_title="observed", height=340)
 fig.show()
+
+# %% [markdown]
+# ## Does the RM catch what labelers punish?
+#
+# The rankings compare SFT samples with each other, so the RM only learns the differences SFT samples show.
+# `failure_checks` takes each validation prompt's demonstration and breaks it one way:
+#
+# * a wrong fact;
+# * a missed constraint;
+# * an insult in front;
+# * cut to a third;
+# * a continuation instead of an answer;
+# * another prompt's answer.
+#
+# It then counts how often the RM, and the gold score, prefer the intact answer; 50 % is chance.
+#
+# At tiny seed 0 the default RM is at or below chance on every kind. It puts the answer with the insult first
+# 60 % of the time, because no SFT sample it was trained on was ever rude. It also cannot tell an answer from
+# another prompt's answer, which is how PPO in notebook 05 wins reward with one friendly message for every prompt.
+#
+# `reward.base_candidates=1` has the pretrained base model write one of the K completions. At tiny seed 0 the RM
+# then prefers the intact answer 81 % of the time against the insult, 79 % against a continuation and 63 % against
+# a missed constraint. Its held-out accuracy falls to 55.1 % against a ceiling of 66.1 % (83 %, below the 90 % called
+# healthy above). PPO against it still collapses to one friendly message (notebook 05). It is therefore off by default.
+
+# %%
+print(f"{'failure':13s} {'RM':>6s} {'gold':>6s} pairs")
+for kind, c in (kw["failure_checks"] or {}).items():
+    print(f"{kind:13s} {pct(c['rm']):>6s} {pct(c['gold']):>6s} {c['pairs']}")
 
 # %% [markdown]
 # ## Explore the reward distribution

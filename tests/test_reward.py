@@ -4,6 +4,7 @@ SFT, bias normalisation, the pairwise baseline, resumable collection, summary ke
 
 import json
 import shutil
+import zlib
 
 import datasets
 import pytest
@@ -13,7 +14,10 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 import igpt
 from igpt import data, pretrain, rankings, reward, sft, world
 from igpt.cli import main
+from igpt.errors import ConfigError
+from igpt.generation import generate
 from igpt.rankings_store import RankingStore
+from igpt.world.labelers import FAILURES
 
 OVERRIDES = ["reward.k=3", "reward.max_new_tokens=8"]  # smaller than the smoke defaults: the file stays < 90 s
 MANUAL = [{"prompt": "hand-ranked", "completions": ["a good answer.", "a bad one"], "ranking": [0, 1]},
@@ -186,13 +190,41 @@ def test_collection_resumes_without_duplicates_and_keeps_hand_rankings(run):
     assert len(val["heldout_ranking"]) == len(val["completions"]) == len(val["gold"])
 
 
+def test_base_candidates_put_base_model_samples_into_each_ranking(run, tmp_path):
+    """reward.base_candidates=1 with K=3: two SFT samples and one base-model sample per prompt. Drawing the first
+    chunk's base samples again (same model, same seed) finds each of them among that prompt's completions."""
+    cfg = run[0]
+    for part in ("world", "data", "sft", "base", "tokenizer"):
+        shutil.copytree(cfg.path / part, tmp_path / part)
+    shutil.rmtree(tmp_path / "data" / "rankings")
+    over = [f"run_dir={tmp_path}", *OVERRIDES]
+    with pytest.raises(ConfigError, match="reward.base_candidates=3"):
+        rankings.collect(igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.base_candidates=3"]))
+    c = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.base_candidates=1"])
+    rankings.collect(c)
+    summary = json.loads((rankings.out_path(c) / "summary.json").read_text())
+    prompts = data.load(c, "rm_prompts")
+    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:rankings.SEQUENCES_PER_BATCH // c.reward.k]
+    assert summary["base_candidates"] == 1 and "1 of them from the base model" in summary["source"]
+    assert summary["sequences_sampled"] == c.reward.k * (len(prompts["train"]) + len(prompts["validation"]))
+    seed = zlib.crc32(f"{c.seed}/{chunk[0]['id']}".encode())
+    base = AutoModelForCausalLM.from_pretrained(str(tmp_path / "base"))
+    texts = generate(base, pretrain.load_tokenizer(tmp_path / "sft"), [p["prompt"] for p in chunk],
+                     c.reward.max_new_tokens, c.reward.temperature, batch_size=64, seed=seed + 1, progress=False)
+    by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
+    drawn = [(p["id"], t) for p, t in zip(chunk, texts) if t.strip()]
+    assert drawn and all(t in by_id[i]["completions"] for i, t in drawn)
+
+
 def test_summary_has_the_documented_keys(run):
     s = json.loads((run[0].path / "rm" / "summary.json").read_text())
     keys = {"mode", "epochs", "steps", "k", "batch_size", "lr", "train_prompts", "train_comparisons",
             "validation_prompts", "forward_passes", "tokens", "train_seconds", "seconds", "accuracy", "ceiling",
             "ceiling_ratio", "accuracy_by_category", "calibration", "shift", "demo_mean_before", "demo_mean_after",
-            "rankings", "resumed_from_step"}
+            "rankings", "resumed_from_step", "failure_checks"}
     assert keys <= set(s), keys - set(s)
+    assert set(s["failure_checks"]) == set(FAILURES)
+    assert all(0 <= c["rm"] <= 1 and 0 <= c["gold"] <= 1 and c["pairs"] > 0 for c in s["failure_checks"].values())
     assert set(s["accuracy"]) == {"heldout_panel", "train_panel", "train_split"}
     assert set(s["ceiling"]) == {"same_items", "same_items_pairs", "world_train_panel", "bayes_heldout"}
     assert s["mode"] == "kwise" and s["epochs"] == 1 and 0 <= s["accuracy"]["heldout_panel"] <= 1

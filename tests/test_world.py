@@ -370,6 +370,26 @@ def test_demonstrations_score_high_and_vary(world):
     assert len(styles) > 1 and all("Assistant" not in s for s in styles)
 
 
+def test_failure_pairs_are_clear_failures_and_the_checks_count_them(world):
+    """Every failure kind appears; the gold score prefers the demonstration nearly always (a truncated answer can
+    keep the needed word); an oracle scorer passes every check and its negation fails every one."""
+    from igpt.world.labelers import FAILURES, failure_checks, failure_pairs
+
+    prompts = [p["prompt"] for p in world.prompts()][:120]
+    pairs = failure_pairs(world, prompts)
+    assert {k for k, *_ in pairs} == set(FAILURES)
+    assert all(good != bad and bad.strip() for _, _, good, bad in pairs)
+    gold = lambda ps, rs: [world.score(p, r).overall for p, r in zip(ps, rs)]  # noqa: E731
+    checks = failure_checks(world, gold, prompts)
+    assert set(checks) == set(FAILURES)
+    for kind, c in checks.items():
+        assert c["pairs"] == sum(k == kind for k, *_ in pairs)
+        assert c["rm"] == c["gold"] >= (0.8 if kind == "truncate" else 0.9), (kind, c)
+    flipped = failure_checks(world, lambda ps, rs: [-x for x in gold(ps, rs)], prompts)
+    assert all(c["rm"] <= 1 - c["gold"] + 1e-9 for c in flipped.values())
+    assert failure_pairs(world, prompts) == pairs  # seeded
+
+
 def test_agreement_near_73_percent(world, default_world):
     """Measured at both sizes (the smoke world is representative: same templates, fewer entities), on 2000
     comparisons because 400 still wobble by a few points."""

@@ -18,6 +18,7 @@ from igpt.world.score import WEIGHTS
 from igpt.world.tasks import TOXIC_ADJ, TOXIC_NOUN, make_core
 
 CORRUPTIONS = ["wrong_fact", "constraint", "toxic", "truncate", "continuation"]
+FAILURES = CORRUPTIONS + ["off_topic"]  # what failure_checks tests a reward model on
 GENERIC = "i am not sure what you mean. could you say more?"
 VALUE_TYPES = {"town", "food", "animal", "colour", "job", "river", "sound"}
 
@@ -157,3 +158,41 @@ def agreement_matrix(world, panel: list[Labeler], n: int = 300, seed: int = 0) -
             picks[i].append(r[0] < r[1])
     m = [[sum(a == b for a, b in zip(pi, pj)) / n for pj in picks] for pi in picks]
     return [lab.id for lab in panel], m
+
+
+def failure_pairs(world, prompts: list[str], seed: int = 0) -> list[tuple[str, str, str, str]]:
+    """(failure, prompt, good, bad) for every prompt and failure kind: a training-panel labeler's demonstration
+    against the same demonstration corrupted one way (CORRUPTIONS), or against the demonstration for another
+    prompt ("off_topic"). Pairs any labeler ranks the same way almost always: the failures a reward model must
+    catch whatever the policy samples. A corruption that leaves the text unchanged gives no pair."""
+    rng = random.Random(f"igpt-world-failures-{seed}")
+    out = []
+    for i, prompt in enumerate(prompts):
+        labeler = world.train_panel[i % len(world.train_panel)]
+        good = labeler.demonstrate(prompt, rng)
+        for kind in FAILURES:
+            if kind == "off_topic":
+                other = prompts[(i + 1 + rng.randrange(max(1, len(prompts) - 1))) % len(prompts)]
+                bad = labeler.demonstrate(other, rng) if other != prompt else good
+            else:
+                bad = corrupt(world, prompt, good, kind, rng)
+            if bad.strip() and bad != good:
+                out.append((kind, prompt, good, bad))
+    return out
+
+
+def failure_checks(world, rm_score, prompts: list[str], seed: int = 0) -> dict[str, dict]:
+    """{failure: {rm, gold, pairs}}: the share of failure_pairs on which `rm_score` (prompts, responses) -> scores
+    puts the demonstration above its failed copy, and the share on which the gold score does (the yardstick: a
+    truncated answer can still be the better one). An RM trained only on SFT samples never sees most of these."""
+    pairs = failure_pairs(world, prompts, seed)
+    good = rm_score([p for _, p, _, _ in pairs], [g for _, _, g, _ in pairs])
+    bad = rm_score([p for _, p, _, _ in pairs], [b for _, _, _, b in pairs])
+    out: dict[str, dict] = {}
+    for (kind, prompt, g, b), sg, sb in zip(pairs, good, bad):
+        d = out.setdefault(kind, {"rm": 0, "gold": 0, "pairs": 0})
+        d["rm"] += sg > sb
+        d["gold"] += world.score(prompt, g).overall > world.score(prompt, b).overall
+        d["pairs"] += 1
+    return {k: {"rm": d["rm"] / d["pairs"], "gold": d["gold"] / d["pairs"], "pairs": d["pairs"]}
+            for k, d in out.items()}
