@@ -187,6 +187,7 @@ def main() -> None:
         except subprocess.CalledProcessError as e:  # keep the rows measured so far
             print(f"flops.py failed:\n{e.stderr[-2000:] if e.stderr else e}", file=sys.stderr)
     pipe = pipeline_rows(ROOT / args.pipeline_from)
+    res["load_average"] = os.getloadavg()[0]  # saved, so --render repeats it instead of reading today's
     (HERE / "results.json").write_text(json.dumps({"ppo": ppo_rows, "rm": rm_rows, "flops": fl, "build": res,
                                                    "pipeline": pipe}, indent=1))
     render(args, run_dir, res, ppo_rows, rm_rows, fl, pipe)
@@ -206,7 +207,7 @@ def render(args, run_dir: Path, res: dict, ppo_rows: dict, rm_rows: dict, fl: di
         "# igpt benchmarks",
         "",
         f"Run {datetime.date.today()} on {cpu}, {torch.get_num_threads()} torch threads ({os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.1f} at the end: the machine is shared); torch {torch.__version__}, "
+        f"load average {res.get('load_average', os.getloadavg()[0]):.1f} at the end: the machine is shared); torch {torch.__version__}, "
         f"transformers {transformers.__version__}, trl {trl.__version__} (project) and {trl112} (PPO baseline, "
         f"benchmarks/.venv-trl112). Each figure: median (min–max) of fresh processes, A/B interleaved. Model: the "
         f"tiny profile's {res['parameters'] / 1e6:.2f}M-parameter Llama, from the bench run folder {args.run_dir} "

@@ -184,4 +184,11 @@ for what, ok in checks.items():
 # the optimiser is not the problem), and a larger `ppo.kl_coef` keeps the policy nearer SFT, trading reward for
 # safety (β = 0.1 and 0.3 did not lift the gold score either: 0.633 and 0.601).
 #
+# Notebook 04's failure checks show the same weakness from the reward model's side: it cannot tell an answer
+# from another prompt's answer. With the gold score and 100 iterations, the same PPO reached 0.687. Against
+# reward models trained with base-model completions among the ranked ones (`reward.base_candidates`), with and
+# without a second round of rankings on the policy's own samples, and at β from 0.02 to 0.1, PPO ended between
+# 0.593 and 0.646: within noise of SFT's 0.629 (the best, +0.016, has a paired 95 % CI of [−0.016, +0.046]).
+# Three times as many rankings left the RM's accuracy where it was (57.0 %).
+#
 # **Next:** `06_evaluation.ipynb` compares every policy the way the paper's results section does.
