@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from igpt.config import SECTIONS, RunConfig, check_run_dir, field_docs, load_config, profiles, save_config
-from igpt.errors import IgptError, LaunchError
+from igpt.errors import IgptError
 from igpt.plan import STRATEGIES, plan, topology_of
 
 
@@ -58,16 +58,6 @@ def _rm(cfg: RunConfig) -> Path:
     return reward.train(cfg)
 
 
-def _one_process(stage: str) -> None:
-    """Refuse a multi-process launch for a stage that runs in one process: each process would run the whole stage
-    and write the same folders."""
-    from igpt import launch
-
-    if launch.launched_processes() > 1:
-        raise LaunchError(f"igpt {stage} runs in one process in this version; launch it with plain `igpt {stage}` "
-                          "(python -m igpt ...), not with accelerate launch or torchrun")
-
-
 def _ppo(cfg: RunConfig) -> Path:
     from igpt import ppo
 
@@ -78,10 +68,12 @@ def _ppo(cfg: RunConfig) -> Path:
 
 
 def _eval(cfg: RunConfig) -> Path:
-    from igpt import evaluate
+    from igpt import evaluate, launch
 
-    _one_process("eval")
-    return evaluate.evaluate(cfg)
+    # under accelerate launch / torchrun the main process evaluates and the others wait: one set of answers and
+    # one eval/ folder (the stage is generation, small next to training)
+    launch.main_process_only(cfg, lambda: evaluate.evaluate(cfg))
+    return cfg.path / "eval"
 
 
 # (name, function, config section shown in --help, one-line description)

@@ -141,7 +141,7 @@ def prepare(cfg: RunConfig, stage: str):
 
 def main_process_only(cfg: RunConfig, fn):
     """Run fn() in the main process only and make the others wait for it: for the stages that write shared files
-    and train nothing (world, data), so that several processes do not write the same run folder at once."""
+    and train nothing (world, data, eval), so that several processes do not write the same run folder at once."""
     if launched_processes() == 1:
         return fn()
     from accelerate import PartialState

@@ -2,9 +2,10 @@
 
 For every RM prompt the SFT model samples K completions (reward.base_candidates of them from the pretrained base
 model instead, so the RM also sees the failures a base model makes: continuations, toxic words, rambling); one
-labeler of the training panel ranks them, best first (the paper showed labelers 4 to 9 completions at once and collected the whole ranking, so one prompt gives
-C(K,2) comparisons for one labeler's effort). The validation prompts are ALSO ranked by a labeler of the held-out
-panel, who never labelled training data: accuracy against held-out labelers is what the paper reports.
+labeler of the training panel ranks them, best first (the paper showed labelers 4 to 9 completions at once and
+collected the whole ranking, so one prompt gives C(K,2) comparisons for one labeler's effort). The validation
+prompts are ALSO ranked by a labeler of the held-out panel, who never labelled training data: accuracy against
+held-out labelers is what the paper reports.
 
     igpt.rankings.collect(cfg) -> runs/<run>/data/rankings/
 

@@ -3,6 +3,7 @@
 one process reaches on the same global batch (the two processes get half of it each). The launches that silently
 run something else are refused before any work."""
 
+import json
 import os
 import shutil
 import socket
@@ -66,6 +67,7 @@ def free_port() -> int:
 STAGES = {"sft": ("base", AutoModelForCausalLM), "rm": ("sft", AutoModelForSequenceClassification)}
 # one PPO and one PPO-ptx iteration against the gold score (no RM needed); the value head then starts fresh on SFT
 PPO_OVERRIDES = ["ppo.reward_source=gold", "ppo.iterations=1", "ppo.warmup_iters=0", "eval.n_prompts=4"]
+EVAL_OVERRIDES = ["eval.n_prompts=4", "eval.bootstrap=10", "eval.overopt_prompts=2"]
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +82,13 @@ def two(src, tmp_path_factory):
         cmd += ["::"] * (stage != "sft") + [stage, "--config", "tiny", "--smoke", "--run-dir", str(root / stage),
                                             *OVERRIDES, *(PPO_OVERRIDES if stage == "ppo" else [])]
         _copy(src, root / stage, stage)
+    # then the evaluation of the 2-process RM's run folder (SFT and RM, no PPO), in the same launch
+    cmd += ["::", "eval", "--config", "tiny", "--smoke", "--run-dir", str(root / "rm"), *OVERRIDES, *EVAL_OVERRIDES]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    for stage in [*STAGES, "ppo"]:
+    for stage in [*STAGES, "ppo", "eval"]:
         assert out.stdout.count(f"[igpt] stage {stage} done") == 2  # both processes ran the stage to its end
+    assert out.stdout.count("[igpt] eval:") == 1  # ... and only the main process evaluated
     return {stage: root / stage for stage in [*STAGES, "ppo"]}
 
 
@@ -197,10 +202,9 @@ def test_a_batch_the_processes_cannot_share_is_refused(key, value):
         assert launch.per_process(batch, 1, k) == batch
 
 
-@pytest.mark.parametrize("stage", ["eval"])
-def test_single_process_stages_refuse_a_multi_process_launch(monkeypatch, capsys, tmp_path, stage):
-    from igpt.cli import main
+def test_eval_under_a_launch_writes_one_evaluation(two):
+    """The `two` launch ended with `igpt eval` in both processes; the main process wrote the results."""
+    results = json.loads((two["rm"] / "eval" / "results.json").read_text())
+    assert {r["policy"] for r in results["records"]} >= {"gpt", "sft"}
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main([stage, "--smoke", "--run-dir", str(tmp_path)]) == 2
-    assert f"igpt {stage} runs in one process" in capsys.readouterr().err
+
