@@ -72,8 +72,9 @@ EVAL_OVERRIDES = ["eval.n_prompts=4", "eval.bootstrap=10", "eval.overopt_prompts
 
 @pytest.fixture(scope="module")
 def two(src, tmp_path_factory):
-    """`igpt sft` and then `igpt rm` (from the smoke SFT model, not from this SFT), each in its own run folder, in
-    one 2-process launch (one start-up for both). Returns {stage: run folder}."""
+    """`igpt sft`, `igpt rm` (from the smoke SFT model, not from this SFT) and `igpt ppo`, each in its own run
+    folder, then `igpt eval` of the RM's folder, in one 2-process launch (one start-up for all). Returns
+    {stage: run folder}."""
     root = tmp_path_factory.mktemp("two")
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
