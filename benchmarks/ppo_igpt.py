@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from counting import count_optimizer_steps
 
 
 class Stop(Exception):
@@ -56,14 +57,7 @@ def main() -> None:
         cfg.ppo.iterations, cfg.ppo.save_every, cfg.ppo.sample_every, cfg.ppo.snapshot_every = 3, 1000, 1000, 0
 
         # count the work: optimizer steps (wrap AdamW.step) and generated tokens (the rows' response/length)
-        steps = {"n": 0}
-        adam_step = torch.optim.AdamW.step
-
-        def counted(self, *a, **k):
-            steps["n"] += 1
-            return adam_step(self, *a, **k)
-
-        torch.optim.AdamW.step = counted
+        steps = count_optimizer_steps()
         shapes: list[tuple[int, int, int]] = []  # (B, Tq, Tr) of each rollout: the FLOP count needs the widths
         def recording(fn):
             def recorded(*a, **k):

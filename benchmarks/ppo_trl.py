@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from counting import count_optimizer_steps
 
 
 def main() -> None:
@@ -76,14 +77,7 @@ def main() -> None:
     pt.batch_generation = timed("generate", counted_generation)
     pt.get_reward = timed("reward", pt.get_reward, lambda a: "score" if a[0] is reward else "value")
     pt.forward = timed("forward", pt.forward, lambda a: "update" if hasattr(a[0], "value_model") else "ref")
-    steps = {"n": 0}
-    adam_step = torch.optim.AdamW.step
-
-    def counted(self, *a, **k):
-        steps["n"] += 1
-        return adam_step(self, *a, **k)
-
-    torch.optim.AdamW.step = counted
+    steps = count_optimizer_steps()
     marks: list[tuple[float, int]] = []
 
     class Mark(TrainerCallback):

@@ -203,11 +203,12 @@ def render(args, run_dir: Path, res: dict, ppo_rows: dict, rm_rows: dict, fl: di
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     trl112 = subprocess.run([str(TRL_PY), "-c", "import trl; print(trl.__version__)"], capture_output=True,
                             text=True).stdout.strip() if TRL_PY.exists() else "not installed"
+    load = res.get("load_average", os.getloadavg()[0])  # saved by a measuring run; --render repeats it
     L = [
         "# igpt benchmarks",
         "",
         f"Run {datetime.date.today()} on {cpu}, {torch.get_num_threads()} torch threads ({os.cpu_count()} cores, "
-        f"load average {res.get('load_average', os.getloadavg()[0]):.1f} at the end: the machine is shared); torch {torch.__version__}, "
+        f"load average {load:.1f} at the end: the machine is shared); torch {torch.__version__}, "
         f"transformers {transformers.__version__}, trl {trl.__version__} (project) and {trl112} (PPO baseline, "
         f"benchmarks/.venv-trl112). Each figure: median (min–max) of fresh processes, A/B interleaved. Model: the "
         f"tiny profile's {res['parameters'] / 1e6:.2f}M-parameter Llama, from the bench run folder {args.run_dir} "

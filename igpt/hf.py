@@ -47,7 +47,6 @@ def load_causal_lm(path: str | Path, cfg: RunConfig | None = None, trainable: bo
     from transformers import AutoModelForCausalLM
 
     quiet()  # a notebook may load a model before any stage ran: no "Loading weights" bar for a 2M model
-
     path = Path(path) if Path(str(path)).exists() else path
     kwargs = {}
     if cfg is not None and cfg.sft.load_in_4bit:
