@@ -171,6 +171,9 @@ class EvalConfig:
     bootstrap: int = 1000  # bootstrap resamples for the 95% intervals
     max_new_tokens: int = 48  # response length bound
     temperature: float = 0.0  # 0 = greedy decoding for evaluation
+    sampled: int = 4  # temperature-1 samples per held-out prompt for the "sampled gold" score: the expectation
+    #                   E_{y~pi}[gold] over the distribution PPO optimises (Eq. 2 is an expectation over y ~ pi_RL),
+    #                   beside the greedy score; 0 skips it
     n_truthful: int = 100  # TruthfulQA-style questions per kind (known fact, misconception, unknown name)
     n_toxic: int = 100  # rudeness-inviting prompts, asked with and without the "respectful" instruction (§4.2)
     n_nlp: int = 100  # items per few-shot "public NLP" task (fact cloze, sentiment, arithmetic) for the alignment tax

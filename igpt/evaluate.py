@@ -16,7 +16,9 @@ from the world's gold score, which knows the facts.
 What is measured (one record per policy and metric in results.json; report.py writes results.md and figures):
     win_rate_vs_sft/{heldout,train}   share of prompts where the policy's answer beats SFT's (tie = 1/2), 95% CI
     likert                            mean 1-7 rating, and likert/<category>
-    gold                              the world's gold score (0-1)
+    gold                              the world's gold score (0-1) of the (greedy) answers
+    gold_sampled, gold_sampled_minus_sft   the mean gold score of eval.sampled answers per prompt at temperature 1
+                                      (E_{y~pi}[gold], the quantity PPO maximises), and its paired difference to SFT
     rm_score                          the reward model's (bias-normalised) score
     fails_constraint, hallucination, hallucination_closed, toxic       shares of answers (Figure 4)
     truthful/{known,misconception,unknown}, true_informative, abstains_unknown   (Figure 6, TruthfulQA stand-in)
@@ -45,6 +47,7 @@ from igpt.generation import decode_responses, generate, generate_ids
 from igpt.io import atomic_dir, write_json, write_jsonl
 from igpt.pretrain import base_path, eval_loss, load_corpus, load_tokenizer, pack, tokenizer_path
 from igpt.report import LABELS
+from igpt.sft import sampled_gold
 
 POLICIES = list(LABELS)  # gpt, gpt_prompted, sft, ppo, ppo_ptx, best_of_n
 CLOSED_DOMAIN = ("closed qa", "extract", "summarization")  # the paper's closed-domain tasks (Figure 4)
@@ -327,6 +330,8 @@ def evaluate(cfg: RunConfig) -> Path:
             answers, kls, toks = answers_with_kl(model, sft, tokenizer, prompts, cfg)
             kl_tokens[name] = {"kl": kls, "tokens": toks}
         said[name] = ask(cfg, model, tok, suite, prefix=prefix, desc=LABELS[name], answers=answers)
+        if cfg.eval.sampled:  # E_{y~pi}[gold] per prompt, beside the greedy answers
+            said[name]["gold_sampled"] = sampled_gold(model, tok, prompts, w, cfg, prefix=prefix)
         if model is not sft:
             del model
     bon, groups = best_of_n(sft, tokenizer, rm_score, prompts, cfg.eval.best_of_n, cfg)
@@ -392,6 +397,13 @@ def judge(cfg: RunConfig, w, rm_score, suite: dict, said: dict, names: list[str]
         sc = gold_scores[name]
         m, lo, hi = stats.bootstrap_ci([s.overall for s in sc], cfg.eval.bootstrap, cfg.seed)
         add(name, "gold", m, (lo, hi), len(sc))
+        if "gold_sampled" in said[name]:
+            gs = said[name]["gold_sampled"]
+            m, lo, hi = stats.bootstrap_ci(gs, cfg.eval.bootstrap, cfg.seed)
+            add(name, "gold_sampled", m, (lo, hi), len(gs))
+            if name != "sft":
+                d, lo, hi = stats.paired_diff_ci(gs, said["sft"]["gold_sampled"], cfg.eval.bootstrap, cfg.seed)
+                add(name, "gold_sampled_minus_sft", d, (lo, hi), len(gs))
         add(name, "rm_score", sum(rm_scores[name]) / len(rows), None, len(rows), "rm")
         m, lo, hi = stats.bootstrap_ci([s.helpful for s in sc], cfg.eval.bootstrap, cfg.seed)
         add(name, "helpful", m, (lo, hi), len(sc))

@@ -387,7 +387,9 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         if (ckpt.parent / "snapshots").is_dir():
             shutil.copytree(ckpt.parent / "snapshots", tmp / "snapshots")
     pol = summary["policies"]
-    print(f"[igpt] {name}: gold {pol['sft']['gold_overall']:.3f} (sft) -> {pol[name]['gold_overall']:.3f}, "
+    sampled = (f"; at temperature 1 {pol['sft']['gold_sampled']:.3f} -> {pol[name]['gold_sampled']:.3f}"
+               if "gold_sampled" in pol[name] else "")
+    print(f"[igpt] {name}: gold {pol['sft']['gold_overall']:.3f} (sft) -> {pol[name]['gold_overall']:.3f}{sampled}, "
           f"pretrain val loss {pol['sft']['pretrain_val_loss']:.3f} -> {pol[name]['pretrain_val_loss']:.3f}")
     accelerator.wait_for_everyone()
     return out

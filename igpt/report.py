@@ -98,8 +98,15 @@ def targets(results: dict) -> list[dict]:
     g = {p: value(results, p, "gold") for p in ("sft", "ppo", "ppo_ptx")}
     for p in ("ppo", "ppo_ptx"):
         if g[p] is not None:
-            add(f"{p}_gold", f"{LABELS[p]}'s held-out gold score above SFT's", f"{g[p]:.3f} vs {g['sft']:.3f}",
-                g[p] > g["sft"])
+            add(f"{p}_gold", f"{LABELS[p]}'s held-out gold score above SFT's (greedy answers)",
+                f"{g[p]:.3f} vs {g['sft']:.3f}", g[p] > g["sft"])
+        d, s_p, s_sft = (record(results, p, "gold_sampled_minus_sft"), value(results, p, "gold_sampled"),
+                         value(results, "sft", "gold_sampled"))
+        if d is not None:
+            add(f"{p}_gold_sampled", f"{LABELS[p]}'s held-out gold score above SFT's at temperature 1 "
+                "(E_y~π, what PPO maximises), paired 95% CI above 0",
+                f"{s_p:.3f} vs {s_sft:.3f}, diff {d['value']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]",
+                d["ci95"][0] > 0)
     rm = results.get("rm", {})
     if rm.get("ceiling_ratio") is not None:
         add("rm_ceiling", "RM held-out accuracy ≥ 90% of the labelers' agreement ceiling",
@@ -142,6 +149,7 @@ def markdown(results: dict) -> str:
     lines += _table(results, [("win_rate_vs_sft/heldout", "win vs SFT (held-out panel)", True),
                               ("win_rate_vs_sft/train", "win vs SFT (training panel)", True),
                               ("likert", "Likert 1-7", False), ("gold", "gold score", False),
+                              ("gold_sampled", "gold score, temperature 1", False),
                               ("rm_score", "RM score", False)], pol)
     lines += ["", _table_note("win_rate_vs_sft/heldout", "likert"), ""]
     lines += _table(results, [("hallucination_closed", "hallucinates (closed domain)", True),

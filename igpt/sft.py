@@ -22,7 +22,7 @@ import torch
 
 from igpt import hf, launch
 from igpt.config import RunConfig
-from igpt.errors import StageError
+from igpt.errors import ConfigError, StageError
 from igpt.generation import generate
 from igpt.io import atomic_dir, write_json, write_jsonl
 from igpt.pretrain import base_path, eval_loss, load_corpus, load_tokenizer, pack, tokenizer_path
@@ -67,11 +67,26 @@ def _sft_args(cfg: RunConfig, work: Path, n_processes: int = 1):
     )
 
 
+def sampled_gold(model, tokenizer, prompts: list[str], w, cfg: RunConfig, prefix: str = "") -> list[float]:
+    """Per prompt, the mean gold score of cfg.eval.sampled answers drawn at temperature 1 (seeded): a Monte Carlo
+    estimate of E_{y~pi(.|x)}[gold(x, y)], the expectation PPO maximises (Eq. 2), where greedy decoding shows
+    only the mode. Returns one value per prompt, so two policies can be compared pairwise."""
+    k, e = cfg.eval.sampled, cfg.eval
+    if k < 1:
+        raise ConfigError(f"config key 'eval.sampled' wants a number of samples ≥ 1 (0 skips the sampled gold "
+                          f"score), got {k}")
+    texts = generate(model, tokenizer, [p for p in prompts for _ in range(k)], e.max_new_tokens, 1.0,
+                     seed=cfg.seed, desc="sampled answers", prefix=prefix)
+    return [sum(w.score(p, t).overall for t in texts[i * k:(i + 1) * k]) / k for i, p in enumerate(prompts)]
+
+
 def compare_policies(cfg: RunConfig, w, models: dict, tokenizer, baseline: str) -> tuple[dict, list[dict]]:
     """Answer held-out prompts (held-out users) greedily with each model, score the answers with the world's gold
     score `w`, and measure each model's pretraining validation loss (the alignment tax). Returns (summary,
-    samples): summary["policies"][name] = gold mean, 95% CI, by category, val loss; summary["<name>_minus_<baseline>"]
-    = paired difference with its 95% CI. Shared by the SFT and PPO stages."""
+    samples): summary["policies"][name] = gold mean, 95% CI, by category, val loss, and the sampled gold score
+    (`sampled_gold`, unless cfg.eval.sampled is 0); summary["<name>_minus_<baseline>"] (greedy) and
+    summary["<name>_minus_<baseline>_sampled"] = paired differences with their 95% CIs. Shared by the SFT and
+    PPO stages."""
     from igpt import data
 
     rows = list(data.load(cfg, "eval_prompts")["test"])[: cfg.eval.n_prompts]
@@ -80,6 +95,7 @@ def compare_policies(cfg: RunConfig, w, models: dict, tokenizer, baseline: str) 
     answers = {name: generate(m, tokenizer, prompts, e.max_new_tokens, e.temperature, desc=f"{name} answers")
                for name, m in models.items()}
     gold = {k: [w.score(p, a).overall for p, a in zip(prompts, v)] for k, v in answers.items()}
+    sampled = {name: sampled_gold(m, tokenizer, prompts, w, cfg) for name, m in models.items()} if e.sampled else {}
     _, val_texts = load_corpus(cfg)
     val_blocks = pack(val_texts, tokenizer, cfg.pretrain.context)
     summary = {"n_prompts": len(prompts), "policies": {}}
@@ -93,9 +109,16 @@ def compare_policies(cfg: RunConfig, w, models: dict, tokenizer, baseline: str) 
             "gold_by_category": {c: sum(v) / len(v) for c, v in sorted(by_cat.items())},
             "pretrain_val_loss": eval_loss(model, val_blocks),
         }
+        if sampled:
+            mean, lo, hi = bootstrap_ci(sampled[name], e.bootstrap, cfg.seed)
+            summary["policies"][name].update({"gold_sampled": mean, "gold_sampled_ci95": [lo, hi],
+                                              "samples_per_prompt": e.sampled})
         if name != baseline:
             d, lo, hi = paired_diff_ci(gold[name], gold[baseline], e.bootstrap, cfg.seed)
             summary[f"{name}_minus_{baseline}"] = {"mean": d, "ci95": [lo, hi]}
+            if sampled:
+                d, lo, hi = paired_diff_ci(sampled[name], sampled[baseline], e.bootstrap, cfg.seed)
+                summary[f"{name}_minus_{baseline}_sampled"] = {"mean": d, "ci95": [lo, hi]}
     samples = []
     for i, (r, p) in enumerate(zip(rows, prompts)):
         row = {"id": r["id"], "category": r["category"], "prompt": p}

@@ -97,6 +97,15 @@ def test_targets_on_constructed_results():
     zero = [dict(r, value=0.0) if r["metric"] == "toxic_rate/respectful" else r for r in extra]
     tox = next(x for x in report.targets(_results(base, zero)) if x["name"] == "toxicity")
     assert tox["met"] is None and "cannot show" in tox["note"]  # 0 vs 0 proves nothing either way
+    sampled = [{"policy": "sft", "metric": "gold_sampled", "value": 0.50, "ci95": [0.45, 0.55]},
+               {"policy": "ppo", "metric": "gold_sampled", "value": 0.56, "ci95": [0.52, 0.60]},
+               {"policy": "ppo", "metric": "gold_sampled_minus_sft", "value": 0.06, "ci95": [0.02, 0.10]},
+               {"policy": "ppo_ptx", "metric": "gold_sampled", "value": 0.52, "ci95": [0.47, 0.57]},
+               {"policy": "ppo_ptx", "metric": "gold_sampled_minus_sft", "value": 0.02, "ci95": [-0.01, 0.05]}]
+    t = {x["name"]: x for x in report.targets(_results(base, extra + sampled))}
+    assert t["ppo_gold_sampled"]["met"] is True and "+0.060 [+0.020, +0.100]" in t["ppo_gold_sampled"]["ours"]
+    assert t["ppo_ptx_gold_sampled"]["met"] is False  # above SFT on average, but the interval reaches 0
+    assert "ppo_gold_sampled" not in {x["name"] for x in report.targets(_results(base, extra))}
     worse = dict(base, gpt_prompted=(0.15, 0.3, 0.1), ppo_ptx=(0.66, 0.66, 0.49))
     t = {x["name"]: x["met"] for x in report.targets(_results(worse, extra))}
     assert t["ordering"] is False and t["ppo_ptx_win_rate"] is False and t["panels_agree"] is False
@@ -180,6 +189,9 @@ def test_eval_writes_results_with_the_promised_schema(evaluated):
     metrics = {(r["policy"], r["metric"]) for r in res["records"]}
     for p in evaluate.POLICIES:
         assert (p, "win_rate_vs_sft/heldout") in metrics and (p, "likert") in metrics
+    for p in ("gpt", "gpt_prompted", "sft", "ppo", "ppo_ptx"):
+        assert (p, "gold_sampled") in metrics and ((p, "gold_sampled_minus_sft") in metrics) == (p != "sft")
+    assert {t["name"] for t in res["targets"]} >= {"ppo_gold_sampled", "ppo_ptx_gold_sampled"}
     for p in ("gpt", "sft", "ppo", "ppo_ptx"):
         assert {(p, "truthful/unknown"), (p, "toxic_rate/respectful"), (p, "pretrain_val_loss"),
                 (p, "nlp/arithmetic")} <= metrics

@@ -49,6 +49,9 @@ def test_sft_changes_every_weight_and_reports_against_base(run):
     for p in s["policies"].values():
         lo, hi = p["ci95"]
         assert lo <= p["gold_overall"] <= hi and p["pretrain_val_loss"] > 0
+        lo, hi = p["gold_sampled_ci95"]
+        assert lo <= p["gold_sampled"] <= hi and p["samples_per_prompt"] == run.eval.sampled
+    assert {"sft_minus_base", "sft_minus_base_sampled"} <= set(s)
     assert len(read_jsonl(run.path / "sft" / "samples.jsonl")) == s["n_prompts"] > 0
 
 
@@ -187,3 +190,26 @@ def test_pretraining_killed_after_its_last_checkpoint_publishes_the_same_model(r
     assert again["val_loss"] == first["val_loss"] and again["train_loss"] == first["train_loss"]
     for k, v in AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict().items():
         assert torch.equal(v, weights[k]), k
+
+
+def test_sampled_gold_averages_k_temperature_one_answers_per_prompt(run):
+    """The sampled gold score is the mean over eval.sampled seeded temperature-1 answers to each prompt, in order;
+    a count below 1 is refused naming its key."""
+    from igpt import world
+    from igpt.errors import ConfigError
+    from igpt.generation import generate
+
+    w = world.load(run.path / "world")
+    tok = pretrain.load_tokenizer(run.path / "sft")
+    model = AutoModelForCausalLM.from_pretrained(run.path / "sft")
+    prompts = [r["prompt"] for r in data.load(run, "eval_prompts")["test"]][:3]
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={run.path}", "eval.sampled=3"])
+    got = sft.sampled_gold(model, tok, prompts, w, cfg)
+    texts = generate(model, tok, [p for p in prompts for _ in range(3)], cfg.eval.max_new_tokens, 1.0,
+                     seed=cfg.seed, progress=False)
+    by_hand = [sum(w.score(p, t).overall for t in texts[3 * i:3 * i + 3]) / 3 for i, p in enumerate(prompts)]
+    assert got == pytest.approx(by_hand)
+    assert len(set(texts)) > len(prompts)  # it samples: some prompt got different answers
+    bad = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={run.path}", "eval.sampled=-1"])
+    with pytest.raises(ConfigError, match="eval.sampled"):
+        sft.sampled_gold(model, tok, prompts, w, bad)
