@@ -200,8 +200,11 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     # blocks, and DDP averages the gradients. So n processes end where one process with the whole batch does.
     launch.prepare(cfg, "ppo")
     if launch.strategy() not in ("single", "ddp"):
-        raise LaunchError(f"igpt ppo runs in one process or under DDP; {launch.strategy()} shards the weights, "
-                          f"which its generation step does not gather yet: use configs/accelerate/ddp.yaml")
+        # accelerate prepares one model per FSDP2 / DeepSpeed engine ("Only one model is supported when using
+        # FSDP2"), and PPO trains two (policy and value); generation would also have to gather the sharded policy
+        raise LaunchError(f"igpt ppo runs in one process or under DDP, not under {launch.strategy()}: accelerate "
+                          f"shards one model per engine and PPO trains two (policy and value model). Use "
+                          f"configs/accelerate/ddp.yaml (with LoRA, the `lora` profile fits one GPU per process)")
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=env_device(cfg) == "cpu")
