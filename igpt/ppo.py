@@ -85,16 +85,21 @@ def value_forward(value_model, query, response, response_mask, pad_id):
     return value_model.score(hidden).squeeze(-1)[:, query.shape[1] - 1:-1].float()  # (B, T)
 
 
-class ValueHead(torch.nn.Module):
-    """The value model as a module whose forward gives V(s_t) for every response token (B, T), so that under DDP
-    the forward passes through the wrapper and the value model's gradients are averaged like the policy's."""
+class PolicyAndValue(torch.nn.Module):
+    """The two trained models as one module: accelerate prepares one model per FSDP2 or DeepSpeed engine, and under
+    DDP one wrapper averages both models' gradients. forward gives the policy's logprobs (B, T) and the value
+    model's V(s_t) (B, T) on the response tokens; with `ptx_ids` (n, L) instead, the policy's logits (n, L, V) on
+    pretraining blocks."""
 
-    def __init__(self, value_model):
+    def __init__(self, policy, value_model):
         super().__init__()
-        self.model = value_model
+        self.policy, self.value = policy, value_model
 
-    def forward(self, query, response, response_mask, pad_id):
-        return value_forward(self.model, query, response, response_mask, pad_id)
+    def forward(self, query=None, response=None, response_mask=None, pad_id=0, temperature=1.0, ptx_ids=None):
+        if ptx_ids is not None:
+            return self.policy(input_ids=ptx_ids).logits
+        return (policy_logprobs(self.policy, query, response, response_mask, pad_id, temperature),
+                value_forward(self.value, query, response, response_mask, pad_id))
 
 
 def ptx_batches(cfg: RunConfig, tokenizer, n: int, generator: torch.Generator):
@@ -246,8 +251,8 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     ckpt = cfg.path / "logs" / name / "checkpoint"
     start = load_checkpoint(ckpt, policy, value_model, ema, optimizer, scheduler, gen) + 1 \
         if (ckpt / "state.json").is_file() else 0
-    # the wrappers DDP trains through (in one process: the models themselves); rollouts use the plain models
-    policy_dp, value_dp, optimizer = accelerator.prepare(policy, ValueHead(value_model), optimizer)
+    # the wrapper DDP trains through (in one process: the module itself); rollouts use the plain models
+    models_dp, optimizer = accelerator.prepare(PolicyAndValue(policy, value_model), optimizer)
     if main:
         log = MetricsLogger(cfg.path / f"{name}_metrics.jsonl", resume_from_step=start - 1 if start else None)
         samples_log = MetricsLogger(cfg.path / f"{name}_samples.jsonl", resume_from_step=start - 1 if start else None)
@@ -301,19 +306,16 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                     x = next(ptx_stream)[rank::n_proc].to(device)  # (n / n_proc, L) pretraining blocks
                     # the γ-weighted pretraining gradient goes into the buffers first, unsynced; the PPO backward
                     # below then averages the sum over processes: one optimizer step for both (App. C.3)
-                    with accelerator.no_sync(policy_dp):
-                        ptx = losses.ptx_loss(policy_dp(input_ids=x).logits, x, torch.ones_like(x))
+                    with accelerator.no_sync(models_dp):
+                        ptx = losses.ptx_loss(models_dp(ptx_ids=x), x, torch.ones_like(x))
                         accelerator.backward(gamma_ptx * ptx)
-                new_logprobs = policy_logprobs(policy_dp, b_query[mb], b_response[mb], mb_mask, pad_id,
-                                               p.temperature)
+                new_logprobs, new_values = models_dp(b_query[mb], b_response[mb], mb_mask, pad_id, p.temperature)
                 pg_loss, pg_stats = losses.policy_loss(new_logprobs, b_logprobs[mb], b_advantages[mb], mb_mask,
                                                        p.cliprange)
-                new_values = value_dp(b_query[mb], b_response[mb], mb_mask, pad_id)
                 vf_loss, vf_stats = losses.value_loss(new_values, b_values[mb], b_returns[mb], mb_mask,
                                                       p.cliprange_value)
                 accelerator.backward(scale * (pg_loss + p.vf_coef * vf_loss))
-                grad_norm = accelerator.clip_grad_norm_(list(policy.parameters()) + list(value_model.parameters()),
-                                                        1.0)
+                grad_norm = accelerator.clip_grad_norm_(models_dp.parameters(), 1.0)
                 # a NaN/Inf stops here, before the step: the last checkpoint stays the last good one
                 terms = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "ptx_loss": ptx.item(),
                          "grad_norm": grad_norm.item()}
