@@ -20,6 +20,7 @@ many processes share them, so a profile means the same on 1 GPU and on 8 (`per_p
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 
@@ -31,6 +32,8 @@ from igpt.errors import ConfigError, LaunchError
 # where launchers announce the process count: torchrun / accelerate, then MPI flavours (accelerate reads the same)
 WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 CPU_LAUNCH = "ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N -m igpt ... (or torchrun)"
+# for tests: on CPU accelerate runs an FSDP launch as plain DDP; with this set, `accelerator` shards over gloo
+FSDP_ON_CPU = "IGPT_FSDP_ON_CPU"
 
 
 def _env_true(name: str) -> bool:
@@ -90,7 +93,8 @@ def check_machine(cfg: RunConfig) -> None:
     if topology.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"the accelerate config asks for DeepSpeed ZeRO-{topology[-1]} but deepspeed is not "
                           "installed: pip install -e '.[gpu]' (or launch with configs/accelerate/fsdp.yaml)")
-    if topology in ("fsdp", "zero2", "zero3") and device != "cuda":
+    if topology in ("fsdp", "zero2", "zero3") and device != "cuda" and not (topology == "fsdp" and
+                                                                            _env_true(FSDP_ON_CPU)):
         raise ConfigError(f"the accelerate config asks for {topology.upper()} but the config device is "
                           f"{device!r}: sharding needs CUDA devices (FSDP on CPU silently runs as plain DDP); "
                           "use configs/accelerate/ddp.yaml on CPU")
@@ -150,3 +154,60 @@ def main_process_only(cfg: RunConfig, fn):
     out = fn() if state.is_main_process else None
     state.wait_for_everyone()
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a hand-written training loop under FSDP2 (PPO): the Trainer does all of this for the other stages
+
+
+def accelerator(cfg: RunConfig):
+    """accelerate's Accelerator for a stage's own loop (call `prepare` first). On CPU accelerate runs an FSDP launch
+    as plain DDP; with IGPT_FSDP_ON_CPU=1 (the multi-process tests) it shards over gloo as it would over NCCL,
+    with the FSDP plugin the launcher's FSDP_* variables describe."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    acc = Accelerator(cpu=env_device(cfg) == "cpu")
+    if strategy() == "fsdp" and acc.distributed_type != DistributedType.FSDP and _env_true(FSDP_ON_CPU):
+        acc.state.distributed_type = DistributedType.FSDP
+        acc.state.fsdp_plugin = FullyShardedDataParallelPlugin()
+    return acc
+
+
+@contextlib.contextmanager
+def unsharded(model, reshard_after_forward: bool = True):
+    """Whole weights for the duration of the block: under FSDP2, all-gather every shard unit of `model` once and
+    keep the gathered weights until the block ends (no collective per generated token, so processes may stop
+    generating at different lengths), then free them. Calls to submodules (`model.policy.generate`) work inside.
+    Without FSDP2 it does nothing."""
+    from torch.distributed.fsdp import FSDPModule
+
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]  # the same order in every process
+    for u in units[1:]:  # the root keeps its own setting (FSDP2 never reshards the root after forward)
+        u.set_reshard_after_forward(False, recurse=False)
+    for u in units:
+        u.unshard()
+    try:
+        yield model
+    finally:
+        for u in units:
+            u.reshard()
+        for u in units[1:]:
+            u.set_reshard_after_forward(reshard_after_forward, recurse=False)
+
+
+def local_tensor(t: torch.Tensor) -> torch.Tensor:
+    """This process's shard of a parameter under FSDP2 (a DTensor), the tensor itself otherwise."""
+    from torch.distributed.tensor import DTensor
+
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def full_tensor(t: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """The whole tensor of a sharded parameter (a collective: every process must call it, in the same order), or of
+    a local shard `t` shaped like the sharded parameter `like`; the tensor itself when nothing is sharded."""
+    from torch.distributed.tensor import DTensor
+
+    if like is not None and isinstance(like, DTensor):
+        t = DTensor.from_local(t, like.device_mesh, like.placements, shape=like.shape, stride=like.stride())
+    return t.full_tensor() if isinstance(t, DTensor) else t

@@ -28,8 +28,11 @@ scores): both RMSNorms' input and output (4h), the attention's q, k, v and outpu
 input (h), and the SwiGLU MLP's gate, up, activation and product (4i). The training-step logits keep a fp32
 log-softmax per position (M·V·4) beside the model-dtype logits (M·V·w).
 
-Sharding over n devices divides: ZeRO-2 the gradients and optimizer states; ZeRO-3 and FSDP also the weights,
-the frozen models' included (each process gathers a block at a time: 2 blocks' weights are added back). The
+Sharding over n devices divides: ZeRO-2 the gradients and optimizer states; ZeRO-3 also the weights, the frozen
+models' included (each process gathers a block at a time: 2 blocks' weights are added back). FSDP as igpt's PPO
+runs it (FSDP2) shards the policy and value model only, keeps the frozen models whole on every device, and gathers
+the policy and value model whole for the rollout and scoring phases (generation without a collective per token);
+its training step gathers 2 blocks at a time. The
 peak is everything resident plus the largest of three transient phases: rollout (KV cache), scoring forward,
 training step (activations). Estimates, not measurements: allow ~10% for the CUDA context, allocator
 fragmentation and library buffers (`fits` keeps that margin).
@@ -194,7 +197,9 @@ class Plan:
 
 def _sharding(strategy: str, n: int) -> tuple[int, int, int]:
     """Divisors of (weights, gradients + optimizer states, frozen models' weights) per device."""
-    return {"single": (1, 1, 1), "ddp": (1, 1, 1), "zero2": (1, n, 1), "zero3": (n, n, n), "fsdp": (n, n, n)}[strategy]
+    # igpt's PPO under FSDP2 keeps the reference and reward models whole on every device (accelerate prepares one
+    # model per engine: the policy and value model, as one module)
+    return {"single": (1, 1, 1), "ddp": (1, 1, 1), "zero2": (1, n, 1), "zero3": (n, n, n), "fsdp": (n, n, 1)}[strategy]
 
 
 def estimate(shape: Shape, s: Setup, device_gib: float | None = None) -> Plan:
@@ -234,12 +239,19 @@ def estimate(shape: Shape, s: Setup, device_gib: float | None = None) -> Plan:
         "forward": s.rollout_batch * T * shape.vocab * w + 5 * s.rollout_batch * s.response_tokens * shape.vocab * 4,
         "update": (2 * episodes + s.ptx_tokens) * per_token + policy_logits + ptx_logits,
     }
+    if s.strategy == "fsdp" and s.n_devices > 1:  # igpt gathers policy and value whole for rollout and scoring
+        whole = (shape.params + shape.value_params) * w
+        phases["rollout"] += whole
+        phases["forward"] += whole
     plan = Plan(s, shape, components, phases, device_gib)
     if plan.fits is False:
         plan.notes.append(_advice(plan))
     if s.strategy == "fsdp" and s.mode == "qlora":
         plan.notes.append("QLoRA under FSDP needs bnb_4bit_quant_storage set to the compute dtype; "
                           "igpt runs QLoRA on one GPU")
+    if deepspeed:
+        plan.notes.append("igpt ppo does not run under DeepSpeed yet (it refuses): this is what ZeRO would need; "
+                          "igpt ppo shards with fsdp (FSDP2)")
     if lora and s.strategy not in ("single", "ddp"):
         plan.notes.append("with LoRA only the small adapters train: DDP (or one GPU) is simpler than sharding")
     return plan

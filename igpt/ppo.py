@@ -17,15 +17,17 @@ One iteration, always in this order (CleanRL style; `b_` = the whole batch, `mb_
   7. EMA       of the policy weights (decay 0.992), metrics to metrics.jsonl, samples, checkpoint
 
 The policy starts from SFT; the reference is the frozen SFT model; the value model starts from the reward model
-(the paper's choice) and has its own learning rate. Under `accelerate launch` (DDP) every process computes the
-same rollouts and the update is data-parallel (see `train`). TRL removed its PPO trainer in 1.13 and no maintained
-library mixes the pretraining loss into the same step, so this file does it, in the open.
+(the paper's choice) and has its own learning rate. Under `accelerate launch` (DDP, or FSDP2 with the weights
+gathered whole for each rollout phase) every process computes the same rollouts and the update is data-parallel
+(see `train`). TRL removed its PPO trainer in 1.13 and no maintained library mixes the pretraining loss into the
+same step, so this file does it, in the open.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -34,7 +36,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from igpt import hf, launch, losses
-from igpt.config import RunConfig, env_device
+from igpt.config import RunConfig
 from igpt.errors import LaunchError, StageError
 from igpt.generation import decode_responses, generate_ids
 from igpt.guards import check_finite
@@ -151,18 +153,37 @@ def save_checkpoint(path: Path, iteration: int, policy, value_model, ema, optimi
         write_json(tmp / "state.json", {"iteration": iteration})
 
 
-def save_snapshot(path: Path, policy) -> None:
-    """The policy's trainable weights (all of them, or the LoRA adapter's), for evaluate.py's over-optimisation
-    curve; tensors tied to another (the tied unembedding) are stored once."""
+def trainable_weights(policy) -> dict[str, torch.Tensor]:
+    """The policy's trainable weights by name (all of them, or the LoRA adapter's); a tensor tied to another (the
+    tied unembedding) appears once. Under FSDP2 the whole tensors: a collective, so every process calls it."""
     seen, keep = set(), {}
     for name, t in policy.named_parameters():
-        if t.requires_grad and t.data_ptr() not in seen:
-            seen.add(t.data_ptr())
-            keep[name] = t.detach().contiguous()
+        if t.requires_grad and id(t) not in seen:
+            seen.add(id(t))
+            keep[name] = launch.full_tensor(t).detach().contiguous()
+    return keep
+
+
+def save_snapshot(path: Path, weights: dict[str, torch.Tensor]) -> None:
+    """trainable_weights(policy) of one iteration, for evaluate.py's over-optimisation curve."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file(keep, str(tmp))
+    save_file(weights, str(tmp))
     tmp.replace(path)
+
+
+def whole(module, load_fresh, main: bool):
+    """Under FSDP2, a sharded module's whole weights (a collective: every process calls it) loaded into a fresh
+    copy, `load_fresh()`, on the main process; None elsewhere."""
+    weights = {n: launch.full_tensor(t).detach() for n, t in module.named_parameters()}
+    if not main:
+        return None
+    fresh = load_fresh()
+    missing, unexpected = fresh.load_state_dict(weights, strict=False)
+    tied = {n for n, _ in fresh.named_parameters(remove_duplicate=False)} - set(weights)
+    if unexpected or set(missing) - tied:
+        raise StageError(f"gathering the sharded {type(module).__name__}: missing {missing}, unexpected {unexpected}")
+    return fresh
 
 
 def load_checkpoint(path: Path, policy, value_model, ema, optimizer, scheduler, gen) -> int:
@@ -203,16 +224,15 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     # Several processes (accelerate launch / torchrun, DDP): every process computes the same rollouts (same seed,
     # same weights), and the update is data-parallel: each takes its share of every minibatch and of its ptx
     # blocks, and DDP averages the gradients. So n processes end where one process with the whole batch does.
+    # Under FSDP2 the same holds; the weights are sharded, gathered whole for each rollout phase (launch.unsharded).
     launch.prepare(cfg, "ppo")
-    if launch.strategy() not in ("single", "ddp"):
-        # accelerate prepares one model per FSDP2 / DeepSpeed engine ("Only one model is supported when using
-        # FSDP2"), and PPO trains two (policy and value); generation would also have to gather the sharded policy
-        raise LaunchError(f"igpt ppo runs in one process or under DDP, not under {launch.strategy()}: accelerate "
-                          f"shards one model per engine and PPO trains two (policy and value model). Use "
-                          f"configs/accelerate/ddp.yaml (with LoRA, the `lora` profile fits one GPU per process)")
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(cpu=env_device(cfg) == "cpu")
+    topology = launch.strategy()
+    if topology.startswith("zero") or (topology == "fsdp" and os.environ.get("FSDP_VERSION", "1") != "2"):
+        raise LaunchError(f"igpt ppo runs in one process, under DDP or under FSDP2, not under {topology}"
+                          f"{' version 1' if topology == 'fsdp' else ''}: use configs/accelerate/ddp.yaml, or "
+                          f"configs/accelerate/fsdp.yaml (fsdp_version: 2) for a model DDP cannot hold")
+    accelerator = launch.accelerator(cfg)
+    sharded = accelerator.is_fsdp2
     n_proc, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     device = accelerator.device
     torch.manual_seed(cfg.seed)
@@ -225,6 +245,9 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     pad_id = tokenizer.pad_token_id
     policy = hf.load_causal_lm(sft_dir, cfg, trainable=True).to(device)
     lora = hasattr(policy, "disable_adapter")
+    if sharded and lora:
+        raise LaunchError(f"{sft_dir} is a LoRA adapter, and igpt ppo under FSDP trains full parameters; a LoRA "
+                          "policy fits DDP: launch with configs/accelerate/ddp.yaml")
     # π_SFT, frozen: with LoRA it is the policy itself with its adapter switched off (no second copy in memory)
     ref = None if lora else hf.load_causal_lm(sft_dir, cfg).to(device).eval().requires_grad_(False)
     scorer = make_scorer(cfg, device)
@@ -249,10 +272,22 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     ema = [t.detach().clone().float() for t in policy.parameters()]
 
     ckpt = cfg.path / "logs" / name / "checkpoint"
+    if sharded and (ckpt / "state.json").is_file():
+        raise LaunchError(f"{ckpt} holds a checkpoint, and resuming under FSDP is not supported yet (its "
+                          "optimizer state would have to be sharded again): resume with "
+                          "configs/accelerate/ddp.yaml or in one process, or delete the checkpoint to start over")
     start = load_checkpoint(ckpt, policy, value_model, ema, optimizer, scheduler, gen) + 1 \
         if (ckpt / "state.json").is_file() else 0
-    # the wrapper DDP trains through (in one process: the module itself); rollouts use the plain models
+    # the wrapper DDP trains through (in one process: the module itself; under FSDP2 the models, now sharded in
+    # place); rollouts call the plain models, with whole weights inside launch.unsharded
     models_dp, optimizer = accelerator.prepare(PolicyAndValue(policy, value_model), optimizer)
+    reshard = accelerator.state.fsdp_plugin.reshard_after_forward if sharded else True
+    if sharded:
+        if main:
+            print("[igpt] ppo under FSDP writes snapshots but no checkpoints yet: a stopped run starts over")
+        ema = [launch.local_tensor(t).detach().clone().float() for t in policy.parameters()]  # this process's shard
+        with torch.no_grad():  # FSDP2 makes the first module to run forward its root: let it be the real root
+            models_dp(ptx_ids=torch.full((1, 1), pad_id, device=device))
     if main:
         log = MetricsLogger(cfg.path / f"{name}_metrics.jsonl", resume_from_step=start - 1 if start else None)
         samples_log = MetricsLogger(cfg.path / f"{name}_samples.jsonl", resume_from_step=start - 1 if start else None)
@@ -268,7 +303,9 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         idx = torch.randint(len(prompts_all), (p.batch_size,), generator=gen)
         b_prompts = [prompts_all[i] for i in idx.tolist()]
         policy.eval()
-        b_query, b_response, b_mask = generate_ids(policy, tokenizer, b_prompts, p.max_new_tokens, p.temperature)
+        with launch.unsharded(models_dp, reshard):  # under FSDP2: whole weights, gathered once for all tokens
+            b_query, b_response, b_mask = generate_ids(policy, tokenizer, b_prompts, p.max_new_tokens,
+                                                       p.temperature)
         b_query, b_response, b_mask = b_query.to(device), b_response.to(device), b_mask.to(device)  # (B,Tq) (B,T)
         b_texts = decode_responses(tokenizer, b_response, b_mask)
         t1 = time.time()
@@ -279,7 +316,7 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         b_scores = b_scores - p.missing_eos_penalty * (~b_ended).float()
         t2 = time.time()
         # 3. forward passes -----------------------------------------------------------------------------------
-        with torch.no_grad():
+        with torch.no_grad(), launch.unsharded(models_dp, reshard):
             b_logprobs, b_entropy = policy_logprobs(policy, b_query, b_response, b_mask, pad_id, p.temperature,
                                                     with_entropy=True)  # (B, T), (B, T)
             b_ref_logprobs = reference_logprobs(policy, ref, b_query, b_response, b_mask, pad_id, p.temperature)
@@ -330,7 +367,7 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         lrs = [g["lr"] for g in optimizer.param_groups]  # the rates this iteration's update used
         scheduler.step()
         # 7. EMA, metrics, samples, checkpoint ------------------------------------------------------------------
-        losses.ema_update(ema, [t.detach().float() for t in policy.parameters()], p.ema_decay)
+        losses.ema_update(ema, [launch.local_tensor(t).detach().float() for t in policy.parameters()], p.ema_decay)
         t4 = time.time()
         seq_kl = (b_kl * b_mask).sum(1)  # (B,)
         n_tokens = b_mask.sum(1)  # (B,)
@@ -351,6 +388,8 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         }
         if on_iteration is not None:
             on_iteration(row)
+        snapshot = p.snapshot_every and (it + 1) % p.snapshot_every == 0
+        weights = trainable_weights(policy) if snapshot and (main or sharded) else None  # sharded: all gather
         if not main:  # every process holds the same rollouts and weights: one writes them
             continue
         log.log(row)
@@ -362,12 +401,17 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                                  "score": b_scores[i].item(), "gold": gold[i], "kl": seq_kl[i].item(),
                                  "kl_per_token": b_kl[i, :n].tolist(),
                                  "tokens": [tokenizer.decode([t]) for t in b_response[i, :n].tolist()]})
-        if p.snapshot_every and (it + 1) % p.snapshot_every == 0:
-            save_snapshot(ckpt.parent / "snapshots" / f"iter_{it + 1:05d}.safetensors", policy)
-        if (it + 1) % p.save_every == 0 or it == p.iterations - 1:
+        if snapshot:
+            save_snapshot(ckpt.parent / "snapshots" / f"iter_{it + 1:05d}.safetensors", weights)
+        if not sharded and ((it + 1) % p.save_every == 0 or it == p.iterations - 1):
             save_checkpoint(ckpt, it, policy, value_model, ema, optimizer, scheduler, gen)
 
     out = cfg.path / name
+    if sharded:  # whole weights, in fresh copies on the main process (collectives: every process takes part)
+        ema = [launch.full_tensor(e, like=t) for e, t in zip(ema, policy.parameters())]
+        policy = whole(policy, lambda: hf.load_causal_lm(sft_dir, cfg).to(device), main)
+        value_model = whole(value_model, lambda: AutoModelForSequenceClassification.from_pretrained(
+            value_init or sft_dir, num_labels=1, pad_token_id=pad_id).to(device), main)
     if not main:
         accelerator.wait_for_everyone()  # until the main process has published
         return out

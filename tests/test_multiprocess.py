@@ -1,7 +1,8 @@
-"""Several processes on CPU (gloo). `igpt sft` and `igpt rm` launched with `accelerate launch --multi_gpu
---num_processes 2` and ACCELERATE_USE_CPU=true end with the same weights in both processes, and with the weights
-one process reaches on the same global batch (the two processes get half of it each). The launches that silently
-run something else are refused before any work."""
+"""Several processes on CPU (gloo). `igpt sft`, `igpt rm` and `igpt ppo` launched with `accelerate launch
+--multi_gpu --num_processes 2` and ACCELERATE_USE_CPU=true end with the same weights in both processes, and with
+the weights one process reaches on the same global batch (the two processes get half of it each); `igpt ppo` does
+the same under FSDP2, sharded over gloo (launch.FSDP_ON_CPU). The launches that silently run something else are
+refused before any work."""
 
 import json
 import os
@@ -65,8 +66,9 @@ def free_port() -> int:
 
 
 STAGES = {"sft": ("base", AutoModelForCausalLM), "rm": ("sft", AutoModelForSequenceClassification)}
-# one PPO and one PPO-ptx iteration against the gold score (no RM needed); the value head then starts fresh on SFT
-PPO_OVERRIDES = ["ppo.reward_source=gold", "ppo.iterations=1", "ppo.warmup_iters=0", "eval.n_prompts=4"]
+# two PPO and two PPO-ptx iterations (the second starts from weights an update resharded) against the gold score (no
+# RM needed); the value head then starts fresh on SFT
+PPO_OVERRIDES = ["ppo.reward_source=gold", "ppo.iterations=2", "ppo.warmup_iters=0", "eval.n_prompts=4"]
 EVAL_OVERRIDES = ["eval.n_prompts=4", "eval.bootstrap=10", "eval.overopt_prompts=2"]
 
 
@@ -129,33 +131,110 @@ def test_two_processes_train_one_model_like_one_process_with_the_same_batch(src,
     assert _distance(single, ranks[0]) < 0.001 * moved, (_distance(single, ranks[0]), moved)
 
 
-def test_two_processes_run_ppo_ptx_like_one_process_with_the_same_batch(src, two, tmp_path, monkeypatch):
-    """Both processes compute the same rollouts, each takes half of every minibatch and of its ptx blocks, DDP
-    averages: the two end identical, and where one process with the whole minibatches ends."""
+@pytest.fixture(scope="module")
+def one_ppo(src, tmp_path_factory):
+    """PPO-ptx in one process with the whole minibatches: (the policy's parameters after its last step, by
+    position, and how far they moved from SFT)."""
     from igpt import losses, ppo
 
-    ranks = [load_file(two["ppo"] / f"ppo_rank{i}.safetensors") for i in range(2)]
-    for k in ranks[0]:
-        assert torch.equal(ranks[0][k], ranks[1][k]), f"parameter {k} differs between the two processes"
-    assert (two["ppo"] / "ppo_ptx" / "config.json").is_file()  # published once, by the main process
-
-    _copy(src, tmp_path, "ppo")
-    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}", *OVERRIDES, *PPO_OVERRIDES])
+    run = tmp_path_factory.mktemp("one-ppo")
+    _copy(src, run, "ppo")
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={run}", *OVERRIDES, *PPO_OVERRIDES])
     saved = {}
     real = losses.ema_update
-    monkeypatch.setattr(losses, "ema_update", lambda ema, params, decay: (
-        saved.update({str(i): t.detach().clone() for i, t in enumerate(params)}), real(ema, params, decay))[1])
+    losses.ema_update = lambda ema, params, decay: (
+        saved.update({str(i): t.detach().clone() for i, t in enumerate(params)}), real(ema, params, decay))[1]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in each launched process
     try:
         ppo.train(cfg, ptx_coef=cfg.ppo.ptx_coef)
     finally:
         torch.set_num_threads(threads)
+        losses.ema_update = real
     init = {str(i): t for i, t in enumerate(AutoModelForCausalLM.from_pretrained(src / "sft").parameters())}
     moved = _distance(saved, init)
     assert moved > 0
+    return saved, moved
+
+
+def test_two_processes_run_ppo_ptx_like_one_process_with_the_same_batch(two, one_ppo):
+    """Both processes compute the same rollouts, each takes half of every minibatch and of its ptx blocks, DDP
+    averages: the two end identical, and where one process with the whole minibatches ends."""
+    ranks = [load_file(two["ppo"] / f"ppo_rank{i}.safetensors") for i in range(2)]
+    for k in ranks[0]:
+        assert torch.equal(ranks[0][k], ranks[1][k]), f"parameter {k} differs between the two processes"
+    assert (two["ppo"] / "ppo_ptx" / "config.json").is_file()  # published once, by the main process
+    saved, moved = one_ppo
     # measured ~1e-6 of what the step moved; each process taking the whole minibatch would be far off
     assert _distance(saved, ranks[0]) < 0.001 * moved, (_distance(saved, ranks[0]), moved)
+
+
+# what `accelerate launch --config_file configs/accelerate/fsdp.yaml` puts in the environment (FSDP2, one shard unit
+# per decoder block), and igpt's switch that lets accelerate shard over gloo on CPU instead of running plain DDP
+FSDP_ENV = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+            "FSDP_RESHARD_AFTER_FORWARD": "true", "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT", launch.FSDP_ON_CPU: "1"}
+
+
+@pytest.fixture(scope="module")
+def fsdp(src, tmp_path_factory):
+    """`igpt ppo` (PPO, then PPO-ptx) under FSDP2 in 2 gloo processes. Returns (run folder, stdout)."""
+    run = tmp_path_factory.mktemp("fsdp") / "ppo"
+    _copy(src, run, "ppo")
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", **FSDP_ENV)
+    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
+           "-m", "igpt", "ppo", "--config", "tiny", "--smoke", "--run-dir", str(run), *OVERRIDES, *PPO_OVERRIDES]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return run, out.stdout
+
+
+def test_ppo_ptx_under_fsdp2_shards_gathers_and_ends_like_one_process(fsdp, one_ppo):
+    """Sharded weights, gathered whole for generation and the forward passes, the ptx gradient accumulated unsynced
+    before one synced backward: the published policy is where one process with the whole minibatches ends, and
+    the snapshot and EMA are gathered whole."""
+    run, stdout = fsdp
+    assert stdout.count("[igpt] ppo under FSDP writes snapshots") == 2  # PPO and PPO-ptx ran sharded
+    assert stdout.count("[igpt] stage ppo done") == 2  # in both processes
+    policy = AutoModelForCausalLM.from_pretrained(run / "ppo_ptx")
+    published = {str(i): t.detach() for i, t in enumerate(policy.parameters())}
+    saved, moved = one_ppo
+    assert _distance(saved, published) < 0.001 * moved, (_distance(saved, published), moved)
+    snaps = [load_file(run / "ppo_ptx" / "snapshots" / f"iter_0000{i}.safetensors") for i in (1, 2)]
+    for name, t in policy.named_parameters():
+        assert torch.equal(snaps[1][name], t), f"the last snapshot's {name} is not the published weight"
+    ema = AutoModelForCausalLM.from_pretrained(run / "ppo_ptx" / "ema")
+    sft_model = AutoModelForCausalLM.from_pretrained(run / "sft")
+    d = igpt.load_config("tiny", smoke=True).ppo.ema_decay
+    for (name, e), s0 in zip(ema.named_parameters(), sft_model.parameters()):
+        # two EMA steps from SFT, through the snapshots of iterations 1 and 2: each gathered whole
+        expect = d * (d * s0 + (1 - d) * snaps[0][name]) + (1 - d) * snaps[1][name]
+        assert torch.allclose(e, expect, atol=1e-6), f"EMA {name}"
+    assert not (run / "logs" / "ppo_ptx" / "checkpoint").exists()
+
+
+def test_ppo_refuses_fsdp1_and_resuming_under_fsdp(src, tmp_path, monkeypatch):
+    """FSDP version 1 is refused by name; so is a checkpoint under FSDP2 (its optimizer state is not re-sharded
+    yet), before anything trains."""
+    import types
+
+    from igpt import ppo
+
+    _copy(src, tmp_path, "ppo")
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}", *OVERRIDES, *PPO_OVERRIDES])
+    for k, v in FSDP_ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.raises(LaunchError, match="not under fsdp version 1"):
+        ppo.train(cfg, ptx_coef=0.0)
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    one = types.SimpleNamespace(is_fsdp2=True, num_processes=1, process_index=0, is_main_process=True,
+                                device=torch.device("cpu"))
+    monkeypatch.setattr(launch, "accelerator", lambda cfg: one)  # a sharded state, without sharding this process
+    (tmp_path / "logs" / "ppo" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "logs" / "ppo" / "checkpoint" / "state.json").write_text('{"iteration": 0}')
+    with pytest.raises(LaunchError, match="resuming under FSDP is not supported yet"):
+        ppo.train(cfg, ptx_coef=0.0)
+    assert not (tmp_path / "ppo").exists()
 
 
 def test_the_cpu_flag_with_several_processes_is_refused(monkeypatch):

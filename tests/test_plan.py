@@ -87,6 +87,13 @@ def test_sharding_lora_and_4_bits_change_what_the_formulas_say():
     assert z3.components["policy"] == pytest.approx(P * (w + w + 12) / 8)
     assert z3.components["reference"] == pytest.approx(one.components["reference"] / 8)
     assert z3.phases == z2.phases == one.phases  # the same per-device batches
+    fsdp = plan.estimate(shape, plan.setup_of(cfg, 8, "fsdp"))
+    assert fsdp.components["policy"] == pytest.approx(P * (w + w + 2 * w) / 8)  # sharded, torch's AdamW
+    assert fsdp.components["reference"] == one.components["reference"]  # igpt's PPO keeps it whole on each device
+    whole = (P + shape.value_params) * w  # policy and value gathered whole for generation and scoring
+    assert fsdp.phases["rollout"] == pytest.approx(one.phases["rollout"] + whole)
+    assert fsdp.phases["update"] == one.phases["update"]
+    assert any("DeepSpeed" in n for n in z3.notes) and not any("DeepSpeed" in n for n in fsdp.notes)
 
     lora = igpt.load_config("lora", overrides=["pretrain.base_model=Qwen/Qwen2.5-7B"])
     qlora = igpt.load_config("lora", overrides=["pretrain.base_model=Qwen/Qwen2.5-7B", "sft.load_in_4bit=true"])
