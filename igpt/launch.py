@@ -14,6 +14,11 @@ count the launcher announced with the one accelerate's state sees, and stops on 
 * Under a 2-process launch, an accelerate state built without `cpu=True` on a machine without CUDA counts one
   process in each, and the two train independent copies.
 
+A stage with its own training loop (PPO) takes its Accelerator from `accelerator`, and under FSDP2 the helpers at
+the end of this file: `unsharded` (whole weights for a rollout phase), `full_tensor` / `whole` (gathering a
+sharded tensor or module), `shard_like`, `whole_optimizer_state` and `load_sharded_optimizer_state` (checkpoints
+in one format whatever the topology).
+
 Batch sizes in the config are global: `sft.batch_size: 32` means 32 demonstrations per optimizer step however
 many processes share them, so a profile means the same on 1 GPU and on 8 (`per_process` splits them).
 """
@@ -211,3 +216,42 @@ def full_tensor(t: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tens
     if like is not None and isinstance(like, DTensor):
         t = DTensor.from_local(t, like.device_mesh, like.placements, shape=like.shape, stride=like.stride())
     return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def shard_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A whole tensor cut the way the sharded parameter `like` is (a DTensor; every process calls it with the same
+    tensor), or the tensor itself when `like` is not sharded."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    return distribute_tensor(t, like.device_mesh, like.placements) if isinstance(like, DTensor) else t
+
+
+def whole(module, into):
+    """Under FSDP2, a sharded module's whole weights (a collective: every process calls it) loaded into `into`, a
+    copy of the same architecture on the main process (None elsewhere). Returns `into`."""
+    weights = {n: full_tensor(t).detach().cpu() for n, t in module.named_parameters()}
+    if into is None:
+        return None
+    missing, unexpected = into.load_state_dict(weights, strict=False)
+    tied = {n for n, _ in into.named_parameters(remove_duplicate=False)} - set(weights)
+    if unexpected or set(missing) - tied:
+        raise LaunchError(f"gathering the sharded {type(module).__name__}: missing {missing}, unexpected {unexpected}")
+    return into
+
+
+def whole_optimizer_state(optimizer) -> dict:
+    """optimizer.state_dict() with every sharded state tensor whole (under FSDP2 a collective: every process)."""
+    sd = optimizer.state_dict()
+    sd["state"] = {i: {k: full_tensor(v) for k, v in st.items()} for i, st in sorted(sd["state"].items())}
+    return sd
+
+
+def load_sharded_optimizer_state(sd: dict, optimizer) -> None:
+    """Load a whole optimizer state (`whole_optimizer_state`'s) into an optimizer over FSDP2-sharded parameters,
+    each state tensor cut like its parameter (a collective: every process)."""
+    params = [t for g in optimizer.param_groups for t in g["params"]]
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            if v.shape == params[int(i)].shape:  # exp_avg and exp_avg_sq, not the step count
+                st[k] = shard_like(v, params[int(i)])
+    optimizer.load_state_dict(sd)

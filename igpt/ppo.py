@@ -143,12 +143,14 @@ def make_scorer(cfg: RunConfig, device):
 # checkpoints: policy, value, EMA, optimizer, scheduler and RNG, written whole or not at all
 
 
-def save_checkpoint(path: Path, iteration: int, policy, value_model, ema, optimizer, scheduler, gen) -> None:
+def save_checkpoint(path: Path, iteration: int, policy, value_model, ema, optimizer_state, scheduler, gen) -> None:
+    """The whole run state, in one format whatever the topology: a run checkpointed under FSDP2 resumes in one
+    process or under DDP, and the other way round. `optimizer_state` as `launch.whole_optimizer_state` gives it."""
     with atomic_dir(path) as tmp:
         save_model(policy, str(tmp / "policy.safetensors"))  # save_model handles tied embeddings
         save_model(value_model, str(tmp / "value.safetensors"))
         save_file({f"{i}": t.contiguous() for i, t in enumerate(ema)}, tmp / "ema.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+        torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
         save_file({"torch": torch.get_rng_state(), "prompts": gen.get_state()}, tmp / "rng.safetensors")
         write_json(tmp / "state.json", {"iteration": iteration})
 
@@ -170,20 +172,6 @@ def save_snapshot(path: Path, weights: dict[str, torch.Tensor]) -> None:
     tmp = path.with_suffix(".tmp")
     save_file(weights, str(tmp))
     tmp.replace(path)
-
-
-def whole(module, load_fresh, main: bool):
-    """Under FSDP2, a sharded module's whole weights (a collective: every process calls it) loaded into a fresh
-    copy, `load_fresh()`, on the main process; None elsewhere."""
-    weights = {n: launch.full_tensor(t).detach() for n, t in module.named_parameters()}
-    if not main:
-        return None
-    fresh = load_fresh()
-    missing, unexpected = fresh.load_state_dict(weights, strict=False)
-    tied = {n for n, _ in fresh.named_parameters(remove_duplicate=False)} - set(weights)
-    if unexpected or set(missing) - tied:
-        raise StageError(f"gathering the sharded {type(module).__name__}: missing {missing}, unexpected {unexpected}")
-    return fresh
 
 
 def load_checkpoint(path: Path, policy, value_model, ema, optimizer, scheduler, gen) -> int:
@@ -272,10 +260,6 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     ema = [t.detach().clone().float() for t in policy.parameters()]
 
     ckpt = cfg.path / "logs" / name / "checkpoint"
-    if sharded and (ckpt / "state.json").is_file():
-        raise LaunchError(f"{ckpt} holds a checkpoint, and resuming under FSDP is not supported yet (its "
-                          "optimizer state would have to be sharded again): resume with "
-                          "configs/accelerate/ddp.yaml or in one process, or delete the checkpoint to start over")
     start = load_checkpoint(ckpt, policy, value_model, ema, optimizer, scheduler, gen) + 1 \
         if (ckpt / "state.json").is_file() else 0
     # the wrapper DDP trains through (in one process: the module itself; under FSDP2 the models, now sharded in
@@ -284,8 +268,16 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     reshard = accelerator.state.fsdp_plugin.reshard_after_forward if sharded else True
     if sharded:
         if main:
-            print("[igpt] ppo under FSDP writes snapshots but no checkpoints yet: a stopped run starts over")
-        ema = [launch.local_tensor(t).detach().clone().float() for t in policy.parameters()]  # this process's shard
+            print(f"[igpt] {name}: policy and value model sharded over {n_proc} processes (FSDP2)")
+        ema = [launch.local_tensor(launch.shard_like(e, t)) for e, t in zip(ema, policy.parameters())]  # own shard
+        if start:  # accelerate swapped the optimizer's parameters for their shards: cut its state the same way
+            launch.load_sharded_optimizer_state(torch.load(ckpt / "optim.pt", weights_only=True)["optimizer"],
+                                                optimizer)
+        # whole copies on the main process (CPU) for checkpoints and the published models; a fresh value head draws
+        # random numbers, which must not shift the main process's sampling away from the others'
+        with torch.random.fork_rng(devices=[]):
+            copies = (hf.load_causal_lm(sft_dir, cfg), AutoModelForSequenceClassification.from_pretrained(
+                value_init or sft_dir, num_labels=1, pad_token_id=pad_id)) if main else (None, None)
         with torch.no_grad():  # FSDP2 makes the first module to run forward its root: let it be the real root
             models_dp(ptx_ids=torch.full((1, 1), pad_id, device=device))
     if main:
@@ -390,6 +382,13 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
             on_iteration(row)
         snapshot = p.snapshot_every and (it + 1) % p.snapshot_every == 0
         weights = trainable_weights(policy) if snapshot and (main or sharded) else None  # sharded: all gather
+        save = (it + 1) % p.save_every == 0 or it == p.iterations - 1
+        if save and sharded:  # whole weights, EMA and optimizer state: collectives, every process takes part
+            state = (launch.whole(policy, copies[0]), launch.whole(value_model, copies[1]),
+                     [launch.full_tensor(e, like=t) for e, t in zip(ema, policy.parameters())],
+                     launch.whole_optimizer_state(optimizer))
+        elif save and main:
+            state = (policy, value_model, ema, optimizer.state_dict())
         if not main:  # every process holds the same rollouts and weights: one writes them
             continue
         log.log(row)
@@ -403,15 +402,15 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                                  "tokens": [tokenizer.decode([t]) for t in b_response[i, :n].tolist()]})
         if snapshot:
             save_snapshot(ckpt.parent / "snapshots" / f"iter_{it + 1:05d}.safetensors", weights)
-        if not sharded and ((it + 1) % p.save_every == 0 or it == p.iterations - 1):
-            save_checkpoint(ckpt, it, policy, value_model, ema, optimizer, scheduler, gen)
+        if save:
+            save_checkpoint(ckpt, it, *state, scheduler, gen)
 
     out = cfg.path / name
-    if sharded:  # whole weights, in fresh copies on the main process (collectives: every process takes part)
+    if sharded:  # whole weights, in the copies on the main process (collectives: every process takes part)
         ema = [launch.full_tensor(e, like=t) for e, t in zip(ema, policy.parameters())]
-        policy = whole(policy, lambda: hf.load_causal_lm(sft_dir, cfg).to(device), main)
-        value_model = whole(value_model, lambda: AutoModelForSequenceClassification.from_pretrained(
-            value_init or sft_dir, num_labels=1, pad_token_id=pad_id).to(device), main)
+        policy, value_model = launch.whole(policy, copies[0]), launch.whole(value_model, copies[1])
+        if main:
+            policy, value_model = policy.to(device), value_model.to(device)
     if not main:
         accelerator.wait_for_everyone()  # until the main process has published
         return out

@@ -175,30 +175,40 @@ FSDP_ENV = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_
             "FSDP_RESHARD_AFTER_FORWARD": "true", "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT", launch.FSDP_ON_CPU: "1"}
 
 
-@pytest.fixture(scope="module")
-def fsdp(src, tmp_path_factory):
-    """`igpt ppo` (PPO, then PPO-ptx) under FSDP2 in 2 gloo processes. Returns (run folder, stdout)."""
-    run = tmp_path_factory.mktemp("fsdp") / "ppo"
-    _copy(src, run, "ppo")
+def _launch_fsdp(run: Path, *overrides: str) -> str:
+    """`igpt ppo` (PPO, then PPO-ptx) under FSDP2 in 2 gloo processes; returns its stdout."""
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", **FSDP_ENV)
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()),
-           "-m", "igpt", "ppo", "--config", "tiny", "--smoke", "--run-dir", str(run), *OVERRIDES, *PPO_OVERRIDES]
+           "-m", "igpt", "ppo", "--config", "tiny", "--smoke", "--run-dir", str(run), *OVERRIDES, *PPO_OVERRIDES,
+           *overrides]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return run, out.stdout
+    assert out.stdout.count("sharded over 2 processes (FSDP2)") == 2  # PPO and PPO-ptx ran sharded
+    assert out.stdout.count("[igpt] stage ppo done") == 2  # in both processes
+    return out.stdout
+
+
+def _published(run: Path) -> dict:
+    policy = AutoModelForCausalLM.from_pretrained(run / "ppo_ptx")
+    return {str(i): t.detach() for i, t in enumerate(policy.parameters())}
+
+
+@pytest.fixture(scope="module")
+def fsdp(src, tmp_path_factory):
+    run = tmp_path_factory.mktemp("fsdp") / "ppo"
+    _copy(src, run, "ppo")
+    _launch_fsdp(run)
+    return run
 
 
 def test_ppo_ptx_under_fsdp2_shards_gathers_and_ends_like_one_process(fsdp, one_ppo):
     """Sharded weights, gathered whole for generation and the forward passes, the ptx gradient accumulated unsynced
     before one synced backward: the published policy is where one process with the whole minibatches ends, and
-    the snapshot and EMA are gathered whole."""
-    run, stdout = fsdp
-    assert stdout.count("[igpt] ppo under FSDP writes snapshots") == 2  # PPO and PPO-ptx ran sharded
-    assert stdout.count("[igpt] stage ppo done") == 2  # in both processes
+    the snapshots, EMA and checkpoint are gathered whole."""
+    run = fsdp
     policy = AutoModelForCausalLM.from_pretrained(run / "ppo_ptx")
-    published = {str(i): t.detach() for i, t in enumerate(policy.parameters())}
     saved, moved = one_ppo
-    assert _distance(saved, published) < 0.001 * moved, (_distance(saved, published), moved)
+    assert _distance(saved, _published(run)) < 0.001 * moved, (_distance(saved, _published(run)), moved)
     snaps = [load_file(run / "ppo_ptx" / "snapshots" / f"iter_0000{i}.safetensors") for i in (1, 2)]
     for name, t in policy.named_parameters():
         assert torch.equal(snaps[1][name], t), f"the last snapshot's {name} is not the published weight"
@@ -209,30 +219,47 @@ def test_ppo_ptx_under_fsdp2_shards_gathers_and_ends_like_one_process(fsdp, one_
         # two EMA steps from SFT, through the snapshots of iterations 1 and 2: each gathered whole
         expect = d * (d * s0 + (1 - d) * snaps[0][name]) + (1 - d) * snaps[1][name]
         assert torch.allclose(e, expect, atol=1e-6), f"EMA {name}"
-    assert not (run / "logs" / "ppo_ptx" / "checkpoint").exists()
+    ckpt = load_file(run / "logs" / "ppo_ptx" / "checkpoint" / "policy.safetensors")
+    assert ckpt.keys() & dict(policy.named_parameters()).keys()
+    for name, t in policy.named_parameters():
+        if name in ckpt:
+            assert torch.equal(ckpt[name], t), f"the checkpoint's {name} is not the published weight"
 
 
-def test_ppo_refuses_fsdp1_and_resuming_under_fsdp(src, tmp_path, monkeypatch):
-    """FSDP version 1 is refused by name; so is a checkpoint under FSDP2 (its optimizer state is not re-sharded
-    yet), before anything trains."""
-    import types
+def test_a_checkpoint_resumes_across_fsdp2_and_one_process(src, tmp_path, one_ppo):
+    """One PPO-ptx iteration under FSDP2, resumed for the second in one process; and one iteration in one process,
+    resumed under FSDP2 (weights, EMA and the optimizer state cut into shards again): both end where the
+    uninterrupted run of one process ends."""
+    from igpt import ppo
 
+    saved, moved = one_ppo
+    a, b = tmp_path / "fsdp-then-one", tmp_path / "one-then-fsdp"
+    for run in (a, b):
+        _copy(src, run, "ppo")
+    _launch_fsdp(a, "ppo.iterations=1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each launched process
+    try:
+        for run, iterations in ((a, 2), (b, 1)):
+            cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={run}", *OVERRIDES, *PPO_OVERRIDES,
+                                                                  f"ppo.iterations={iterations}"])
+            ppo.train(cfg, ptx_coef=cfg.ppo.ptx_coef)
+    finally:
+        torch.set_num_threads(threads)
+    _launch_fsdp(b)
+    for run in (a, b):
+        assert _distance(saved, _published(run)) < 0.001 * moved, (run.name, _distance(saved, _published(run)), moved)
+
+
+def test_ppo_refuses_fsdp1(src, tmp_path, monkeypatch):
+    """FSDP version 1 is refused by name, before anything trains."""
     from igpt import ppo
 
     _copy(src, tmp_path, "ppo")
     cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}", *OVERRIDES, *PPO_OVERRIDES])
-    for k, v in FSDP_ENV.items():
+    for k, v in {**FSDP_ENV, "FSDP_VERSION": "1"}.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setenv("FSDP_VERSION", "1")
     with pytest.raises(LaunchError, match="not under fsdp version 1"):
-        ppo.train(cfg, ptx_coef=0.0)
-    monkeypatch.setenv("FSDP_VERSION", "2")
-    one = types.SimpleNamespace(is_fsdp2=True, num_processes=1, process_index=0, is_main_process=True,
-                                device=torch.device("cpu"))
-    monkeypatch.setattr(launch, "accelerator", lambda cfg: one)  # a sharded state, without sharding this process
-    (tmp_path / "logs" / "ppo" / "checkpoint").mkdir(parents=True)
-    (tmp_path / "logs" / "ppo" / "checkpoint" / "state.json").write_text('{"iteration": 0}')
-    with pytest.raises(LaunchError, match="resuming under FSDP is not supported yet"):
         ppo.train(cfg, ptx_coef=0.0)
     assert not (tmp_path / "ppo").exists()
 
