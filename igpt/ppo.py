@@ -157,13 +157,10 @@ def save_checkpoint(path: Path, iteration: int, policy, value_model, ema, optimi
 
 def trainable_weights(policy) -> dict[str, torch.Tensor]:
     """The policy's trainable weights by name (all of them, or the LoRA adapter's); a tensor tied to another (the
-    tied unembedding) appears once. Under FSDP2 the whole tensors: a collective, so every process calls it."""
-    seen, keep = set(), {}
-    for name, t in policy.named_parameters():
-        if t.requires_grad and id(t) not in seen:
-            seen.add(id(t))
-            keep[name] = launch.full_tensor(t).detach().contiguous()
-    return keep
+    tied unembedding) appears once, as named_parameters gives it. Under FSDP2 the whole tensors: a collective, so
+    every process calls it."""
+    return {name: launch.full_tensor(t).detach().contiguous() for name, t in policy.named_parameters()
+            if t.requires_grad}
 
 
 def save_snapshot(path: Path, weights: dict[str, torch.Tensor]) -> None:
