@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 
@@ -151,3 +152,41 @@ def read_jsonl_lenient(path: str | Path) -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return rows
+
+
+def file_crc(path: str | Path) -> int | None:
+    """crc32 of a small file's bytes (a stage's summary.json: it changes whenever the stage is trained again), or
+    None when the file is missing. Checkpoint stamps use it to tell whether an upstream model is still the same."""
+    path = Path(path)
+    return zlib.crc32(path.read_bytes()) if path.is_file() else None
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def clear_if_other_setup(work: str | Path, setup: dict, stage: str) -> None:
+    """Checkpoints in `work` resume only the run that wrote them. `work/igpt_setup.json` records the setup (the
+    stage's config and what it was trained from); when the stamp differs from `setup`, the folder is cleared and the
+    stage starts over, naming the keys that changed. Without this, running a finished stage again with, say, a new
+    ppo.kl_coef would resume its last checkpoint and republish the old run. A folder without a stamp (written before
+    stamps existed) is resumed as before. Call it in the main process, before any process reads `work`."""
+    work = Path(work)
+    stamp = work / "igpt_setup.json"
+    setup = json.loads(json.dumps(setup))  # tuples as lists, int keys as strings: as the stamp reads back
+    if stamp.is_file():
+        old = json.loads(stamp.read_text())
+        if old != setup:
+            a, b = _flat(old), _flat(setup)
+            changed = sorted(k for k in a.keys() | b.keys() if a.get(k, "<missing>") != b.get(k, "<missing>"))
+            print(f"[igpt] {stage}: the checkpoints in {work} were made with another {', '.join(changed)}; "
+                  f"starting over")
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, setup)

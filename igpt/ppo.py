@@ -26,6 +26,7 @@ same step, so this file does it, in the open.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ from igpt.config import RunConfig
 from igpt.errors import LaunchError, StageError
 from igpt.generation import decode_responses, generate_ids
 from igpt.guards import check_finite
-from igpt.io import MetricsLogger, atomic_dir, write_json, write_jsonl
+from igpt.io import MetricsLogger, atomic_dir, clear_if_other_setup, file_crc, write_json, write_jsonl
 from igpt.pretrain import load_corpus, load_tokenizer, pack
 
 
@@ -155,6 +156,20 @@ def save_checkpoint(path: Path, iteration: int, policy, value_model, ema, optimi
         write_json(tmp / "state.json", {"iteration": iteration})
 
 
+# may change between a checkpoint and its resume: a run stopped at 40 iterations goes on to 80
+RESUMABLE_CHANGES = ("iterations", "save_every", "sample_every", "snapshot_every")
+
+
+def setup(cfg: RunConfig, ptx_coef: float) -> dict:
+    """What a checkpoint of this run depends on (io.clear_if_other_setup): the ppo config but the RESUMABLE_CHANGES,
+    with the γ this run uses (the ptx fields only when γ > 0), the seed, and the SFT and reward models it starts
+    from (their summary.json changes whenever they are trained again)."""
+    ignored = RESUMABLE_CHANGES + (("ptx_coef", "ptx_ratio", "ptx_block") if ptx_coef == 0 else ("ptx_coef",))
+    return {"ppo": {k: v for k, v in dataclasses.asdict(cfg.ppo).items() if k not in ignored}, "ptx_coef": ptx_coef,
+            "seed": cfg.seed, "precision": cfg.precision, "sft": file_crc(cfg.path / "sft" / "summary.json"),
+            "rm": file_crc(cfg.path / "rm" / "summary.json") if cfg.ppo.reward_source == "rm" else None}
+
+
 def trainable_weights(policy) -> dict[str, torch.Tensor]:
     """The policy's trainable weights by name (all of them, or the LoRA adapter's); a tensor tied to another (the
     tied unembedding) appears once, as named_parameters gives it. Under FSDP2 the whole tensors: a collective, so
@@ -257,6 +272,8 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     ema = [t.detach().clone().float() for t in policy.parameters()]
 
     ckpt = cfg.path / "logs" / name / "checkpoint"
+    with accelerator.main_process_first():  # the main process clears checkpoints of another setup before anyone reads
+        clear_if_other_setup(ckpt.parent, setup(cfg, gamma_ptx), name)
     start = load_checkpoint(ckpt, policy, value_model, ema, optimizer, scheduler, gen) + 1 \
         if (ckpt / "state.json").is_file() else 0
     # the wrapper DDP trains through (in one process: the module itself; under FSDP2 the models, now sharded in

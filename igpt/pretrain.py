@@ -12,6 +12,7 @@ ours is the same recipe at ~2M parameters: the tiny profile trains in minutes on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from igpt import hf, launch
 from igpt.config import RunConfig
 from igpt.errors import StageError
-from igpt.io import atomic_dir, write_json
+from igpt.io import atomic_dir, clear_if_other_setup, file_crc, write_json
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -199,6 +200,10 @@ def train(cfg: RunConfig) -> Path:
         save_steps=max(1, p.steps // 5),
         save_total_limit=1,
     )
+    with state.main_process_first():  # the main process clears checkpoints of another setup before anyone reads
+        clear_if_other_setup(work, {"pretrain": dataclasses.asdict(p), "seed": cfg.seed, "precision": cfg.precision,
+                                    "pretrain_file": cfg.data.pretrain_file,
+                                    "tokenizer": file_crc(tok_dir / "tokenizer.json")}, "pretrain")
     ckpt = hf.last_checkpoint(work)
     trainer = Trainer(
         model=model,

@@ -44,7 +44,6 @@ import dataclasses
 import json
 import math
 import random
-import shutil
 import time
 import zlib
 from collections import defaultdict
@@ -56,7 +55,7 @@ from torch import nn
 from igpt import hf, launch, losses
 from igpt.config import RunConfig
 from igpt.errors import StageError
-from igpt.io import atomic_dir, write_json
+from igpt.io import atomic_dir, clear_if_other_setup, file_crc, write_json
 from igpt.prompting import format_prompt
 from igpt.rankings import bayes_accuracy, ordered_pairs, pair_agreement
 
@@ -425,7 +424,10 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     )
     data_crc = zlib.crc32(json.dumps([list(ds["train"]["id"]), list(ds["train"]["ranking"])]).encode())  # same data?
     with state.main_process_first():  # the main process clears checkpoints of another setup before anyone reads
-        ckpt = _resumable_checkpoint(work, {"reward": dataclasses.asdict(r), "seed": cfg.seed, "rankings": data_crc})
+        clear_if_other_setup(work, {"reward": dataclasses.asdict(r), "seed": cfg.seed, "precision": cfg.precision,
+                                    "sft": file_crc(rankings.sft_path(cfg) / "summary.json"), "rankings": data_crc},
+                             "rm")
+    ckpt = hf.last_checkpoint(work)
     trainer = _make_trainer_class()(
         model=model, args=args, train_dataset=train_set, data_collator=collator,
         callbacks=[hf.MetricsCallback(cfg.path / f"{out.name}_metrics.jsonl", "rm", hf.checkpoint_step(ckpt))])
@@ -487,18 +489,6 @@ def _publish(cfg: RunConfig, model, tokenizer, ds, w, summary: dict, out: Path, 
     print(f"[igpt] rm ({r.mode}): accuracy {_pct(a['heldout_panel'])} vs held-out labelers, "
           f"{_pct(a['train_panel'])} vs training labelers; labelers agree {_pct(c['same_items'])} on the same pairs; "
           f"{summary['forward_passes']} forward passes, {summary['train_seconds']:.0f}s")
-
-
-def _resumable_checkpoint(work: Path, setup: dict) -> str | None:
-    """The last checkpoint in `work` if it was made with this same setup; else clear `work` and start over (a
-    checkpoint of another batch size or data set would be resumed into the wrong schedule)."""
-    stamp = work / "igpt_setup.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) != json.loads(json.dumps(setup)):
-        print(f"[igpt] rm: {work} holds checkpoints of another config or data set; starting over")
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    write_json(stamp, setup)
-    return hf.last_checkpoint(work)
 
 
 def _finite(x):

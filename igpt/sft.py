@@ -15,7 +15,10 @@ the gold score per category, and the pretraining validation loss of both (the fi
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
+import zlib
 from pathlib import Path
 
 import torch
@@ -24,7 +27,7 @@ from igpt import hf, launch
 from igpt.config import RunConfig
 from igpt.errors import ConfigError, StageError
 from igpt.generation import generate
-from igpt.io import atomic_dir, write_json, write_jsonl
+from igpt.io import atomic_dir, clear_if_other_setup, file_crc, write_json, write_jsonl
 from igpt.pretrain import base_path, eval_loss, load_corpus, load_tokenizer, pack, tokenizer_path
 from igpt.prompting import format_prompt
 from igpt.stats import bootstrap_ci, paired_diff_ci
@@ -157,6 +160,11 @@ def train(cfg: RunConfig) -> Path:
     hooks = hf.add_residual_dropout(model, s.dropout)
 
     work = cfg.path / "logs" / "sft"
+    demos_crc = zlib.crc32(json.dumps(demos["train"].to_dict(), sort_keys=True).encode())
+    with state.main_process_first():  # the main process clears checkpoints of another setup before anyone reads
+        clear_if_other_setup(work, {"sft": dataclasses.asdict(s), "seed": cfg.seed, "precision": cfg.precision,
+                                    "base": cfg.pretrain.base_model or file_crc(base_path(cfg) / "summary.json"),
+                                    "demonstrations": demos_crc}, "sft")
     ckpt = hf.last_checkpoint(work)
     trainer = SFTTrainer(
         model=model,

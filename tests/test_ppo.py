@@ -87,6 +87,30 @@ def test_resume_continues_the_same_run(sft_run, tmp_path, make_cfg):
         assert a[2][key] == pytest.approx(b[2][key], rel=1e-4, abs=1e-6), key
 
 
+def test_a_finished_run_again_with_another_beta_starts_over_and_the_same_config_resumes(sft_run, tmp_path, make_cfg,
+                                                                                           capsys):
+    """Notebook 05 invites a second run with another ppo.kl_coef in the same run folder. Its checkpoint was made
+    with the old β: resumed, the loop would run no iteration and republish the old policy. The stage names the
+    changed key and starts over; the same config again resumes the finished run (no iteration), and so does a
+    longer one (ppo.iterations may change, as test_resume_continues_the_same_run needs)."""
+    cfg = make_cfg(sft_run, tmp_path, "ppo.iterations=1", "ppo.save_every=1")
+    rows = []
+    ppo.train(cfg, ptx_coef=0.0, on_iteration=rows.append)
+    assert len(rows) == 1
+    capsys.readouterr()
+    cfg.ppo.kl_coef = 0.5
+    rows = []
+    out = ppo.train(cfg, ptx_coef=0.0, on_iteration=rows.append)
+    assert [r["step"] for r in rows] == [0], "the new beta trained no iteration: the old run was republished"
+    assert "another ppo.kl_coef; starting over" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["kl_coef"] == 0.5
+    assert [r["step"] for r in read_jsonl(tmp_path / "ppo_metrics.jsonl")] == [0]
+    rows = []
+    cfg.ppo.ptx_ratio = 4  # no part of a run with gamma = 0
+    ppo.train(cfg, ptx_coef=0.0, on_iteration=rows.append)
+    assert rows == [] and "starting over" not in capsys.readouterr().out
+
+
 def test_lora_reference_is_the_adapter_off_policy(sft_run):
     from peft import LoraConfig, get_peft_model
 

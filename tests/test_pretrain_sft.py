@@ -176,6 +176,21 @@ def test_an_interrupted_stage_resumes_to_the_same_weights(run, tmp_path, monkeyp
     assert steps == sorted(steps), "the metrics log holds no step twice after resuming"
 
 
+def test_a_finished_sft_run_again_with_another_config_starts_over(run, tmp_path, copy_run, capsys):
+    """Its checkpoints were made with another sft.lr: resuming them would republish the old model under the new
+    config. The stage names the changed key and trains again."""
+    copy_run(run.path, tmp_path, parts=("world", "data", "tokenizer", "base"))
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}", "sft.epochs=1"])
+    first = AutoModelForCausalLM.from_pretrained(sft.train(cfg)).state_dict()
+    capsys.readouterr()
+    cfg.sft.lr = cfg.sft.lr * 10
+    second = AutoModelForCausalLM.from_pretrained(sft.train(cfg)).state_dict()
+    assert any(not torch.equal(v, second[k]) for k, v in first.items()), "the old run was republished"
+    assert "another sft.lr; starting over" in capsys.readouterr().out
+    stamp = json.loads((tmp_path / "logs" / "sft" / "igpt_setup.json").read_text())
+    assert stamp["sft"]["lr"] == cfg.sft.lr
+
+
 def test_pretraining_killed_after_its_last_checkpoint_publishes_the_same_model(run, tmp_path, copy_run):
     """Killed while publishing, pretraining is run again: it must take the finished checkpoint as it is
     (transformers resumed at max_steps trains one step more), so the base model and its numbers are unchanged."""
