@@ -187,6 +187,9 @@ def clear_if_other_setup(work: str | Path, setup: dict, stage: str) -> None:
             changed = sorted(k for k in a.keys() | b.keys() if a.get(k, "<missing>") != b.get(k, "<missing>"))
             print(f"[igpt] {stage}: the checkpoints in {work} were made with another {', '.join(changed)}; "
                   f"starting over")
-            shutil.rmtree(work)
+            stale = work.with_name(_tmp_prefix(work) + "stale.tmp")
+            os.replace(work, stale)  # one rename: a crash leaves the old checkpoints whole or gone, never half
+            shutil.rmtree(stale)
+    sweep(work)  # what a process killed between that rename and the rmtree left
     work.mkdir(parents=True, exist_ok=True)
     write_json(stamp, setup)
