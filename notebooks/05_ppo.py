@@ -210,4 +210,13 @@ for what, ok in checks.items():
 # 0.593 and 0.646: within noise of SFT's 0.629 (the best, +0.016, has a paired 95 % CI of [−0.016, +0.046]).
 # Three times as many rankings left the RM's accuracy where it was (57.0 %).
 #
+# The quickest test of a reward model, before any PPO: can it pick, out of 16 of SFT's own samples, an answer better
+# than SFT's greedy one? Ours picks answers worth 0.554 (best-of-n in notebook 06), against 0.629 for SFT's greedy
+# answer and 0.777 when the gold score picks. What it picks, and what PPO ends in, are answers that attempt nothing
+# (a friendly message, "duck, duck, duck.", "positive."). The gold score still rates them 0.55: they are honest,
+# harmless and break no stated constraint, and labelers prefer them to a wrong attempt. A second round of rankings over
+# SFT and PPO samples, or labelers told to put helpfulness first, each removed one such hack, and PPO found the next
+# (README, "Evaluation"). Run again in the same run folder with other OVERRIDES, each stage whose config changed
+# trains again from the start (`logs/<stage>/igpt_setup.json`).
+#
 # **Next:** `06_evaluation.ipynb` compares every policy the way the paper's results section does.
