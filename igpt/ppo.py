@@ -156,14 +156,12 @@ def save_checkpoint(path: Path, iteration: int, policy, value_model, ema, optimi
         write_json(tmp / "state.json", {"iteration": iteration})
 
 
-# may change between a checkpoint and its resume: a run stopped at 40 iterations goes on to 80
-RESUMABLE_CHANGES = ("iterations", "save_every", "sample_every", "snapshot_every")
+RESUMABLE_CHANGES = ("iterations", "save_every", "sample_every", "snapshot_every")  # a run at 40 goes on to 80
 
 
 def setup(cfg: RunConfig, ptx_coef: float) -> dict:
-    """What a checkpoint of this run depends on (io.clear_if_other_setup): the ppo config but the RESUMABLE_CHANGES,
-    with the γ this run uses (the ptx fields only when γ > 0), the seed, and the SFT and reward models it starts
-    from (their summary.json changes whenever they are trained again)."""
+    """What a checkpoint depends on (io.clear_if_other_setup): the ppo config but RESUMABLE_CHANGES, this run's γ
+    (ptx fields only when γ > 0), seed, precision, and the SFT and reward models (their summary.json)."""
     ignored = RESUMABLE_CHANGES + (("ptx_coef", "ptx_ratio", "ptx_block") if ptx_coef == 0 else ("ptx_coef",))
     return {"ppo": {k: v for k, v in dataclasses.asdict(cfg.ppo).items() if k not in ignored}, "ptx_coef": ptx_coef,
             "seed": cfg.seed, "precision": cfg.precision, "sft": file_crc(cfg.path / "sft" / "summary.json"),
