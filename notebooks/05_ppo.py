@@ -215,8 +215,10 @@ for what, ok in checks.items():
 # answer and 0.777 when the gold score picks. What it picks, and what PPO ends in, are answers that attempt nothing
 # (a friendly message, "duck, duck, duck.", "positive."). The gold score still rates them 0.55: they are honest,
 # harmless and break no stated constraint, and labelers prefer them to a wrong attempt. A second round of rankings over
-# SFT and PPO samples, or labelers told to put helpfulness first, each removed one such hack, and PPO found the next
-# (README, "Evaluation"). Run again in the same run folder with other OVERRIDES, each stage whose config changed
-# trains again from the start (`logs/<stage>/igpt_setup.json`).
+# SFT and PPO samples, or labelers told to put helpfulness first, each removed one such hack, and PPO found the next.
+# Rankings of five times as many prompts lift the RM's best-of-16 only to 0.58 (README, "Evaluation").
+#
+# Run this notebook again in the same run folder with other OVERRIDES, and each stage whose config changed trains
+# again from the start (`logs/<stage>/igpt_setup.json`).
 #
 # **Next:** `06_evaluation.ipynb` compares every policy the way the paper's results section does.
