@@ -91,8 +91,8 @@ def test_a_finished_run_again_with_another_beta_starts_over_and_the_same_config_
                                                                                            capsys):
     """Notebook 05 invites a second run with another ppo.kl_coef in the same run folder. Its checkpoint was made
     with the old β: resumed, the loop would run no iteration and republish the old policy. The stage names the
-    changed key and starts over; the same config again resumes the finished run (no iteration), and so does a
-    longer one (ppo.iterations may change, as test_resume_continues_the_same_run needs)."""
+    changed key and starts over; the same config again, with only a ptx field plain PPO does not use changed,
+    resumes the finished run (no iteration). A longer run resumes too: test_resume_continues_the_same_run."""
     cfg = make_cfg(sft_run, tmp_path, "ppo.iterations=1", "ppo.save_every=1")
     rows = []
     ppo.train(cfg, ptx_coef=0.0, on_iteration=rows.append)
