@@ -5,6 +5,7 @@
     igpt pretrain --config tiny --run-dir runs/tiny           # igpt.pretrain.train(cfg)
     igpt sft      --config tiny --run-dir runs/tiny sft.epochs=2
     igpt pipeline --config tiny --run-dir runs/x              # every stage in order
+    igpt probe    --config tiny --run-dir runs/x              # can a policy win against the RM? (before PPO)
     igpt notebooks --config tiny --run-dir runs/x [--smoke]   # execute notebooks/NN_*.ipynb in order
     igpt scripts  --config tiny --run-dir runs/x [--smoke]    # the same, as their paired scripts (no Jupyter)
     igpt plan     --config full --gpus 8 --strategy zero3 --gpu-memory 80   # will PPO fit? (igpt.plan)
@@ -126,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "python; figures go to <run-dir>/scripts/figures/")
     _add_common(p)
     p.add_argument("--only", default=None, help="comma-separated notebook numbers to run, e.g. 00,01")
+    p = sub.add_parser("probe", help="can a policy win against the reward model? (igpt.reward.probe; minutes)",
+                       description="RM best-of-n over SFT samples against SFT's greedy answer on held-out gold, "
+                                   "prompt-swap and entity-swap checks, shortcut scorers; writes rm/probe.json")
+    _add_common(p)
+    p = sub.add_parser("ship-base", help="keep a run's pretrained base in a folder for pretrain.shipped",
+                       description="copy the run's tokenizer, base model and training curve to --to, with the stamp "
+                                   "(web, size, seed) that pretrain.shipped checks before using it")
+    _add_common(p)
+    p.add_argument("--to", required=True, help="destination folder, e.g. data/base/tiny")
     p = sub.add_parser("config", help="print the resolved config as YAML", description="print the resolved config")
     _add_common(p)
     p = sub.add_parser("plan", help="estimate PPO's memory per GPU for a profile and a topology (igpt.plan)",
@@ -165,6 +175,16 @@ def main(argv: list[str] | None = None) -> int:
             strategy, n = topology_of(args.accelerate_config) if args.accelerate_config else (None, 1)
             n = args.gpus or n
             print(plan(cfg, n, args.strategy or strategy, args.gpu_memory, args.prompt_tokens).table())
+            return 0
+        if args.command == "ship-base":
+            from igpt import pretrain
+
+            pretrain.ship(cfg, args.to)
+            return 0
+        if args.command == "probe":
+            from igpt import reward
+
+            reward.probe(cfg)
             return 0
         if args.command in ("notebooks", "scripts"):
             from igpt.notebooks import run_notebooks, run_scripts

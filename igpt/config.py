@@ -53,7 +53,7 @@ class WorldConfig:
     pii_share: float = 0.03  # share of API prompts carrying fake e-mails or phone numbers
     n_train_labelers: int = 8  # the training panel (the paper hired ~40)
     n_heldout_labelers: int = 4  # the held-out panel used only for evaluation (paper §3.4)
-    labeler_noise: float = 0.11  # Plackett-Luce temperature on utility; tuned for ~73% inter-labeler agreement (§3.4)
+    labeler_noise: float = 0.06  # Plackett-Luce temperature on utility; two training labelers then agree on ~75% of the pairs of ranked model outputs (paper: 72.6 ± 1.5% among training labelers, 77.3 ± 1.3% among held-out ones, §3.4; docs/experiments/2026-12-06-mini-world.md)
 
 
 @dataclass
@@ -81,6 +81,7 @@ class PretrainConfig:
     """Tokenizer and the GPT-3 stand-in, pretrained from scratch on the world's web."""
 
     base_model: str | None = None  # hub id or local path of a pretrained causal LM; if set, pretraining is skipped
+    shipped: str | None = None  # a base kept in the repository (made by `igpt ship-base`): copied in instead of pretraining when it was trained on this run's web, size and seed; else pretraining runs (igpt)
     vocab_size: int = 2048  # byte-level BPE vocabulary (GPT-3 used a 50k BPE)
     n_layer: int = 4  # transformer blocks (Llama-style config)
     n_embd: int = 192  # hidden size
@@ -120,7 +121,10 @@ class RewardConfig:
 
     k: int = 4  # completions ranked per prompt (paper: 4 to 9)
     base_candidates: int = 0  # of the K, how many the pretrained base model samples instead of SFT: the RM then also sees continuations, toxic words, rambling (igpt; the paper ranked outputs of several models)
+    low_temp_candidates: int = 0  # of the K, how many SFT samples at reward.low_temperature, nearer its greedy answer (igpt; several sources per prompt as in §3.1)
+    swap_candidates: int = 0  # of the K, how many are SFT's answer to a sibling prompt (the same prompt about another person, town or animal): off topic here, so the RM must read the prompt to rank it (igpt)
     temperature: float = 1.0  # sampling temperature for the K completions
+    low_temperature: float = 0.7  # sampling temperature of the reward.low_temp_candidates
     max_new_tokens: int = 48  # length bound of each completion
     mode: str = "kwise"  # "kwise": all C(K,2) pairs of a prompt in one batch element (paper); "pairwise": independent pairs
     epochs: int = 1  # the paper trains one epoch; more overfits (App. C.2)
@@ -130,6 +134,7 @@ class RewardConfig:
     warmup_steps: int = 0  # linear warm-up before the cosine (igpt; 10% warm-up gained nothing at tiny)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # Adam betas (paper App. C: beta2 = 0.95)
     use_lora: bool = False  # train LoRA adapters (shaped by sft.lora_r, lora_alpha, lora_dropout) and the score head, merged into the saved RM (igpt)
+    max_train_prompts: int = 0  # train on the first N ranked prompts only; 0 = all (notebook 04 gives its pairwise run 1/(K-1) of them: about the K-wise run's forward passes) (igpt)
 
 
 @dataclass

@@ -16,7 +16,8 @@ from the world's gold score, which knows the facts.
 What is measured (one record per policy and metric in results.json; report.py writes results.md and figures):
     win_rate_vs_sft/{heldout,train}   share of prompts where the policy's answer beats SFT's (tie = 1/2), 95% CI
     likert                            mean 1-7 rating, and likert/<category>
-    gold                              the world's gold score (0-1) of the (greedy) answers
+    gold, gold_minus_sft              the world's gold score (0-1) of the (greedy) answers, and its paired
+                                      difference to SFT's on the same prompts (95% CI)
     gold_sampled, gold_sampled_minus_sft   the mean gold score of eval.sampled answers per prompt at temperature 1
                                       (E_{y~pi}[gold], the quantity PPO maximises), and its paired difference to SFT
     rm_score                          the reward model's (bias-normalised) score
@@ -348,12 +349,15 @@ def evaluate(cfg: RunConfig) -> Path:
             s.setdefault("tokens", {})[name] = v["tokens"][i]
     rm_summary = json.loads((cfg.path / "rm" / "summary.json").read_text()) \
         if (cfg.path / "rm" / "summary.json").is_file() else {}
+    ranked = cfg.path / "data" / "rankings" / "summary.json"
+    agreement = (json.loads(ranked.read_text()).get("agreement_train_panel") or {}) if ranked.is_file() else {}
     results = {
         "config_hash": config_hash(cfg), "profile": cfg.profile, "seeds": {"run": cfg.seed, "world": cfg.world.seed},
         "policies": names, "n_prompts": len(rows), "records": records, "overoptimisation": over,
         "rm": {"accuracy_heldout": rm_summary.get("accuracy", {}).get("heldout_panel"),
                "ceiling_same_items": rm_summary.get("ceiling", {}).get("same_items"),
-               "ceiling_ratio": rm_summary.get("ceiling_ratio")},
+               "ceiling_ratio": rm_summary.get("ceiling_ratio"), "agreement_train_panel": agreement.get("share"),
+               "failure_checks": rm_summary.get("failure_checks"), "probe": rm_summary.get("probe")},
         "seconds": round(time.time() - t_start, 1),
     }
     results["targets"] = report.targets(results)
@@ -397,6 +401,10 @@ def judge(cfg: RunConfig, w, rm_score, suite: dict, said: dict, names: list[str]
         sc = gold_scores[name]
         m, lo, hi = stats.bootstrap_ci([s.overall for s in sc], cfg.eval.bootstrap, cfg.seed)
         add(name, "gold", m, (lo, hi), len(sc))
+        if name != "sft":
+            d, lo, hi = stats.paired_diff_ci([s.overall for s in sc], [s.overall for s in gold_scores["sft"]],
+                                             cfg.eval.bootstrap, cfg.seed)
+            add(name, "gold_minus_sft", d, (lo, hi), len(sc))
         if "gold_sampled" in said[name]:
             gs = said[name]["gold_sampled"]
             m, lo, hi = stats.bootstrap_ci(gs, cfg.eval.bootstrap, cfg.seed)

@@ -6,6 +6,14 @@ on the world's web corpus with the transformers Trainer.
 If `pretrain.base_model` names a pretrained model (hub id or local path), nothing is trained: that model is the
 base for every later stage (`base_path(cfg)`), and its tokenizer is the tokenizer.
 
+If `pretrain.shipped` names a folder the repository keeps (`data/base/tiny` for the tiny profile, made once by
+`ship`), and its stamp says it was pretrained on this run's web, with this architecture, tokenizer size and seed,
+its tokenizer, model and training curve are copied into the run instead of pretraining: the paper likewise started
+from a GPT-3 trained once. Any other world, size or seed pretrains here as configured.
+
+    igpt pretrain --config tiny --run-dir runs/base pretrain.shipped=null pretrain.steps=1500   # train it again
+    igpt ship-base --config tiny --run-dir runs/base --to data/base/tiny                        # and keep it
+
 The paper's GPT-3 used a 50k BPE and Adam with beta2 = 0.95 and a cosine schedule (Brown et al. 2020, App. B);
 ours is the same recipe at ~2M parameters: the tiny profile trains in minutes on 2 CPU cores.
 """
@@ -13,14 +21,17 @@ ours is the same recipe at ~2M parameters: the tiny profile trains in minutes on
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import shutil
 import time
+import zlib
 from pathlib import Path
 
 import torch
 
 from igpt import hf, launch
-from igpt.config import RunConfig
+from igpt.config import CONFIG_DIR, RunConfig
 from igpt.errors import StageError
 from igpt.io import atomic_dir, clear_if_other_setup, file_crc, write_json
 
@@ -104,6 +115,71 @@ def tokenizer_path(cfg: RunConfig) -> Path | str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# a base model kept in the repository
+
+
+def _stamp(cfg: RunConfig, train_texts: list[str], val_texts: list[str]) -> dict:
+    """What a shipped base must have been trained on to stand in for this run's pretraining."""
+    crc = 0
+    for t in train_texts + ["<val>"] + val_texts:
+        crc = zlib.crc32(t.encode() + b"\0", crc)
+    p = cfg.pretrain
+    return {"corpus_crc": crc, "seed": cfg.seed, "precision": cfg.precision,
+            "model": {k: getattr(p, k) for k in ("vocab_size", "n_layer", "n_embd", "n_head", "context")}}
+
+
+def shipped_path(cfg: RunConfig) -> Path:
+    """pretrain.shipped as a folder: absolute, relative to the working folder, or else to the repository."""
+    path = Path(cfg.pretrain.shipped)
+    return path if path.is_absolute() or path.exists() else CONFIG_DIR.parent / path
+
+
+def use_shipped(cfg: RunConfig, train_texts: list[str], val_texts: list[str]) -> Path | None:
+    """Copy the shipped base into runs/<run>/{tokenizer,base}/ when its stamp matches this run; None otherwise."""
+    src = shipped_path(cfg)
+    stamp_file = src / "shipped.json"
+    if not stamp_file.is_file():
+        raise StageError(f"pretrain.shipped={cfg.pretrain.shipped!r}: {stamp_file} not found; give a folder made by "
+                         f"`igpt ship-base`, or pretrain.shipped=null to pretrain here")
+    stamp = json.loads(stamp_file.read_text())
+    want = _stamp(cfg, train_texts, val_texts)
+    differ = [k for k in want if stamp.get(k) != want[k]]
+    if differ:
+        what = {"corpus_crc": "another web (world)", "seed": "another seed", "precision": "another precision",
+                "model": "another model size or tokenizer"}
+        print(f"[igpt] pretrain: the shipped base in {src} was trained on {', '.join(what[k] for k in differ)}; "
+              f"pretraining here ({cfg.pretrain.steps} steps)")
+        return None
+    for part in ("tokenizer", "base"):
+        with atomic_dir(cfg.path / part) as tmp:
+            shutil.copytree(src / part, tmp, dirs_exist_ok=True)
+    shutil.copyfile(src / "base_metrics.jsonl", cfg.path / "base_metrics.jsonl")
+    s = json.loads((cfg.path / "base" / "summary.json").read_text())
+    print(f"[igpt] pretrain: using the base shipped in {src} ({s['parameters'] / 1e6:.2f}M parameters, "
+          f"{s['tokens_seen'] / 1e6:.1f}M tokens, val loss {s['val_loss']:.3f}); nothing to train")
+    return cfg.path / "base"
+
+
+def ship(cfg: RunConfig, dest: str | Path) -> Path:
+    """Keep this run's tokenizer, base model and training curve in `dest` with the stamp `use_shipped` checks."""
+    from igpt import data
+
+    dest = Path(dest)
+    for part in ("tokenizer", "base"):
+        if not (cfg.path / part / "tokenizer.json").is_file():
+            raise StageError(f"{cfg.path / part} is incomplete: run `igpt pretrain --run-dir {cfg.run_dir}` first")
+    ds = data.load(cfg, "pretrain")
+    stamp = _stamp(cfg, list(ds["train"]["text"]), list(ds["validation"]["text"]))
+    with atomic_dir(dest) as tmp:
+        for part in ("tokenizer", "base"):
+            shutil.copytree(cfg.path / part, tmp / part)
+        shutil.copyfile(cfg.path / "base_metrics.jsonl", tmp / "base_metrics.jsonl")
+        write_json(tmp / "shipped.json", stamp)
+    print(f"[igpt] ship-base: {cfg.path / 'base'} -> {dest}")
+    return dest
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # data
 
 
@@ -164,6 +240,11 @@ def train(cfg: RunConfig) -> Path:
     state = launch.prepare(cfg, "pretrain")  # refuses an impossible set-up before any work
     torch.manual_seed(cfg.seed)
     train_texts, val_texts = load_corpus(cfg)
+    if p.shipped:
+        with state.main_process_first():  # the main process copies it; the others find it there
+            shipped = use_shipped(cfg, train_texts, val_texts)
+        if shipped is not None:
+            return shipped
 
     tok_dir = cfg.path / "tokenizer"
     with state.main_process_first():  # the main process trains and saves it; the others load that one

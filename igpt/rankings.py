@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 import zlib
 from collections import defaultdict
@@ -136,59 +137,108 @@ def _base_sampler(cfg: RunConfig, policy):
     return hf.load_causal_lm(base_path(cfg), cfg).to(env_device(cfg)).eval(), nullcontext
 
 
+def candidate_mix(r) -> dict[str, int]:
+    """How many of the K completions of a prompt each source writes (reward.* config keys):
+        sft       SFT at reward.temperature (1: the policy PPO starts from)
+        sft_low   SFT at reward.low_temperature (reward.low_temp_candidates): nearer its greedy answer
+        base      the pretrained base model (reward.base_candidates): continuations, toxic words, rambling
+        swap      SFT's answer to a sibling prompt (reward.swap_candidates): the same prompt about another person,
+                  town or animal (`sibling_prompt`), so the answer is on topic there and off topic here; only a
+                  reward model that reads the prompt can rank it below an answer about the right one
+    The paper's comparisons came mostly from its SFT policies and some from PPO policies (§3.1); Stiennon et al.
+    (2020) mixed the current, initial and reference outputs. Mixed sources give larger gaps within a prompt."""
+    mix = {"sft": r.k - r.base_candidates - r.low_temp_candidates - r.swap_candidates, "sft_low": r.low_temp_candidates,
+           "base": r.base_candidates, "swap": r.swap_candidates}
+    if mix["sft"] < 1 or min(mix.values()) < 0:
+        raise ConfigError(f"reward.base_candidates={r.base_candidates}, reward.low_temp_candidates="
+                          f"{r.low_temp_candidates} and reward.swap_candidates={r.swap_candidates} must be >= 0 and "
+                          f"leave at least one of the reward.k={r.k} completions to SFT at reward.temperature")
+    return mix
+
+
+def sibling_prompt(w, prompt: str, rng: random.Random) -> str | None:
+    """The prompt with its subject (a person, town or animal it names) replaced by another of the same kind, e.g.
+    "write a short story about mira." -> "write a short story about tolan."; None when it names no subject."""
+    task = w.parse(prompt)
+    s = task.subject if task is not None else ""
+    typ = w.kb.types.get(s)
+    if typ not in ("person", "town", "animal") or not re.search(rf"\b{s}\b", prompt):
+        return None
+    other = rng.choice(sorted(v for v, t in w.kb.types.items() if t == typ and v != s and v not in prompt))
+    return re.sub(rf"\b{s}\b", other, prompt)
+
+
 def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: RankingStore,
                     order: dict[str, int]) -> dict:
-    """Sample K completions for each prompt not yet in the store, rank them, append one record per prompt.
+    """Sample K completions for each prompt not yet in the store (from the sources of `candidate_mix`), rank them,
+    append one record per prompt.
 
-    Prompts are taken in chunks of 64 // K so one generate() call samples 64 sequences. A record is appended as
-    soon as its ranking exists, so a crash loses at most one chunk of sampling. The chunks are cut from the whole
+    Prompts are taken in chunks of 64 // K so one generate() call samples about 64 sequences. A record is appended
+    as soon as its ranking exists, so a crash loses at most one chunk of sampling. The chunks are cut from the whole
     prompt list, and a chunk partly in the store is sampled whole again, so a resumed collection draws exactly the
     completions an uninterrupted one would have. Returns counts for the summary."""
     from igpt.generation import generate
 
     r = cfg.reward
-    n_base = r.base_candidates
-    n_sft = r.k - n_base  # completions per prompt from each model
+    mix = candidate_mix(r)
     done = store.done_ids()
-    per_chunk = max(1, SEQUENCES_PER_BATCH // r.k)
+    per_chunk = max(2, SEQUENCES_PER_BATCH // r.k)  # >= 2: a prompt with no sibling swaps with the next one
     chunks = [prompts[c:c + per_chunk] for c in range(0, len(prompts), per_chunk)]
     todo = [chunk for chunk in chunks if any(p["id"] not in done for p in chunk)]
     stats = {"sampled_prompts": 0, "sequences_sampled": 0, "empty_dropped": 0, "skipped_too_few": 0,
              "resumed_from": sum(p["id"] in done for p in prompts), "sample_seconds": 0.0,
-             "base_candidates": n_base, "base_ranked_best": 0}
+             "base_candidates": mix["base"], "candidate_mix": mix,
+             "ranked_best_by_source": {k: 0 for k, n in mix.items() if n},
+             "candidates_by_source": {k: 0 for k, n in mix.items() if n}}
     if not todo:
         return stats
     model, tokenizer = _load_policy(cfg)
-    base, base_ctx = _base_sampler(cfg, model) if n_base else (None, None)
+    base, base_ctx = _base_sampler(cfg, model) if mix["base"] else (None, None)
+
+    def draw(m, asked: list[str], n: int, temperature: float, seed: int) -> list[list[str]]:
+        """n completions of each prompt in `asked`, prompt-major, one generate() call per 64 sequences."""
+        if not n:
+            return [[] for _ in asked]
+        texts = generate(m, tokenizer, [q for q in asked for _ in range(n)], r.max_new_tokens, temperature,
+                         batch_size=SEQUENCES_PER_BATCH, seed=seed, progress=False)
+        stats["sequences_sampled"] += len(texts)
+        return [texts[i * n:(i + 1) * n] for i in range(len(asked))]
+
     t0 = time.time()
     for chunk in tqdm(todo, desc="rankings", dynamic_ncols=True):
         seed = zlib.crc32(f"{cfg.seed}/{chunk[0]['id']}".encode())  # fixed by the chunk, not by its position
-        texts = generate(model, tokenizer, [p["prompt"] for p in chunk for _ in range(n_sft)],  # prompt-major
-                         r.max_new_tokens, r.temperature, batch_size=SEQUENCES_PER_BATCH, seed=seed, progress=False)
-        base_texts = []
-        if n_base:
+        asked = [p["prompt"] for p in chunk]
+        sft = draw(model, asked, mix["sft"], r.temperature, seed)
+        low = draw(model, asked, mix["sft_low"], r.low_temperature, seed + 2)
+        swapped = [[] for _ in chunk]
+        if mix["swap"]:  # SFT's answers to each prompt's sibling (or, with no subject to swap, to the next prompt)
+            sib = [sibling_prompt(panel[0].world, p["prompt"], _rng(cfg, p["id"], "sibling")) or
+                   asked[(i + 1) % len(chunk)] for i, p in enumerate(chunk)]
+            swapped = [t if q != p else [] for t, q, p in zip(draw(model, sib, mix["swap"], r.temperature, seed + 3),
+                                                               sib, asked)]
+        based = [[] for _ in chunk]
+        if mix["base"]:
             with base_ctx():
-                base_texts = generate(base, tokenizer, [p["prompt"] for p in chunk for _ in range(n_base)],
-                                      r.max_new_tokens, r.temperature, batch_size=SEQUENCES_PER_BATCH,
-                                      seed=seed + 1, progress=False)
-        stats["sequences_sampled"] += len(texts) + len(base_texts)
+                based = draw(base, asked, mix["base"], r.temperature, seed + 1)
         for i, p in enumerate(chunk):
             if p["id"] in done:  # ranked before the crash, or by a person in the widget: keep that label
                 continue
             labeler = panel[order[p["id"]] % len(panel)]  # round robin over the panel, fixed per prompt
-            drawn = [(t, False) for t in texts[i * n_sft:(i + 1) * n_sft]]
-            if n_base:  # shuffled, so a completion's position does not say which model wrote it
-                drawn += [(t, True) for t in base_texts[i * n_base:(i + 1) * n_base]]
+            drawn = ([(t, "sft") for t in sft[i]] + [(t, "sft_low") for t in low[i]]
+                     + [(t, "base") for t in based[i]] + [(t, "swap") for t in swapped[i]])
+            if len(mix) - list(mix.values()).count(0) > 1:  # shuffled: a position does not say who wrote it
                 _rng(cfg, p["id"], "order").shuffle(drawn)
-            drawn = [(t, from_base) for t, from_base in drawn if t.strip()]
-            completions = [t for t, _ in drawn]
-            stats["empty_dropped"] += r.k - len(completions)  # the schema wants text; "" ends in no comparison
+            kept = [(t, src) for t, src in drawn if t.strip()]
+            stats["empty_dropped"] += len(drawn) - len(kept)  # the schema wants text; "" ends in no comparison
+            drawn, completions = kept, [t for t, _ in kept]
             if len(completions) < 2:
                 store.skip(p["id"], labeler.id)  # nothing to compare; do not sample it again on resume
                 stats["skipped_too_few"] += 1
                 continue
             ranking = dense(labeler.rank(p["prompt"], completions, _rng(cfg, p["id"], "train")))
-            stats["base_ranked_best"] += any(from_base and rank == 0 for (_, from_base), rank in zip(drawn, ranking))
+            for (_, src), rank in zip(drawn, ranking):
+                stats["candidates_by_source"][src] += 1
+                stats["ranked_best_by_source"][src] += rank == 0
             store.append({"id": p["id"], "prompt": p["prompt"], "completions": completions, "ranking": ranking,
                           "labeler_id": labeler.id, "category": p["category"]})
             stats["sampled_prompts"] += 1
@@ -213,10 +263,7 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
     hf.quiet()
     if panel not in ("train", "heldout"):
         raise StageError(f"rankings.collect: panel must be 'train' or 'heldout', got {panel!r}")
-    if not 0 <= cfg.reward.base_candidates < cfg.reward.k:
-        raise ConfigError(f"reward.base_candidates={cfg.reward.base_candidates}: give 0 to {cfg.reward.k - 1} "
-                          f"(how many of the reward.k={cfg.reward.k} completions the base model samples; at least "
-                          f"one must come from SFT)")
+    mix = candidate_mix(cfg.reward)  # refuses an impossible mix before anything is loaded
     torch.manual_seed(cfg.seed)
     imported = (cfg.path / "data" / "rankings_import").is_dir()
     w = None
@@ -244,8 +291,9 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
         by_id = {rec["id"]: rec for rec in store.records()}
         splits = {s: [by_id[p["id"]] for p in rows[s] if p["id"] in by_id] for s in SPLITS}
         stats["store_records_not_rm_prompts"] = len(by_id.keys() - order.keys())  # widget rankings of other prompts
-        source = (f"sampled from {cfg.path / 'sft'} (K={cfg.reward.k}, {cfg.reward.base_candidates} of them from the "
-                  f"base model), ranked by the {panel} panel")
+        source = (f"sampled from {cfg.path / 'sft'} (K={cfg.reward.k}, {mix['base']} of them from the base model, "
+                  f"{mix['sft_low']} from SFT at T={cfg.reward.low_temperature}, {mix['swap']} SFT answers to "
+                  f"another prompt), ranked by the {panel} panel")
     if not splits.get("train"):
         raise StageError(f"no rankings to train on ({source}); check data/rm_prompts or your rankings file")
 
@@ -258,6 +306,13 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
             rec["heldout_ranking"] = dense(other.rank(rec["prompt"], rec["completions"],
                                                       _rng(cfg, rec["id"], "heldout")))
             rec["heldout_labeler_id"] = other.id
+        # and a second labeler of the training panel: the paper's inter-labeler agreement (72.6 ± 1.5 %, §3.4) was
+        # measured on ranked model outputs like these, which is what world.labeler_noise is calibrated against
+        second = {rec["id"]: dense(w.train_panel[(order[rec["id"]] + 1) % len(w.train_panel)].rank(
+            rec["prompt"], rec["completions"], _rng(cfg, rec["id"], "second"))) for rec in splits["validation"]}
+        share, n = pair_agreement([r["ranking"] for r in splits["validation"]],
+                                  [second[r["id"]] for r in splits["validation"]])
+        stats["agreement_train_panel"] = {"share": share, "pairs": n}
     summary = {"source": source, "panel": panel, "imported": imported, "k": cfg.reward.k,
                "temperature": cfg.reward.temperature, "max_new_tokens": cfg.reward.max_new_tokens,
                "sizes": {s: len(v) for s, v in splits.items()}, **stats, **_describe(splits, w)}

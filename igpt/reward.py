@@ -395,6 +395,8 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
         model = get_peft_model(model, lora)
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train_rows = ds["train"].select_columns(["prompt", "completions", "ranking"])
+    if r.max_train_prompts:  # the first N ranked prompts only (notebook 04's pairwise run: about K-wise's cost)
+        train_rows = train_rows.select(range(min(r.max_train_prompts, len(train_rows))))
     if r.mode == "kwise":
         train_set, collator, per_step = train_rows, KwiseCollator(tokenizer, r.max_length), r.batch_size
     else:
@@ -436,8 +438,8 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     trainer.train(resume_from_checkpoint=ckpt)
     train_seconds = time.time() - t0
     summary = {"mode": r.mode, "epochs": r.epochs, "steps": trainer.state.global_step, "k": r.k,
-               "batch_size": per_step, "lr": r.lr, "train_prompts": len(ds["train"]),
-               "train_comparisons": sum(len(ordered_pairs(x)) for x in ds["train"]["ranking"]),
+               "batch_size": per_step, "lr": r.lr, "train_prompts": len(train_rows),
+               "train_comparisons": sum(len(ordered_pairs(x)) for x in train_rows["ranking"]),
                "validation_prompts": len(ds["validation"]) if "validation" in ds else 0,
                "forward_passes": trainer.forward_passes, "tokens": trainer.tokens,
                "train_seconds": round(train_seconds, 2), "resumed_from_step": hf.checkpoint_step(ckpt)}
@@ -504,3 +506,11 @@ def _finite(x):
 
 def _pct(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def probe(cfg: RunConfig) -> dict:
+    """Can a policy win against this RM? RM best-of-n over SFT samples against SFT's greedy answer, and the
+    prompt-swap, entity-swap and shortcut checks (igpt/probe.py), in minutes and before any PPO."""
+    from igpt.probe import probe as run_probe
+
+    return run_probe(cfg)

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -76,9 +76,16 @@ for doc in rng.sample(train_docs, 8):
 # ## The gold score — a small numeric check
 #
 # `world.score(prompt, response)` returns the dimensions the paper's labelers were asked about (App. B): helpful,
-# honest (no claim against the knowledge base, "i don't know" about unknown entities), harmless (no toxic words),
-# follows constraints, and an overall utility. A labeler's demonstration should score near 1; a rude or a wrong
-# answer much lower.
+# honest (the share of stated facts the knowledge base confirms; "i don't know" about unknown entities), harmless
+# (no toxic words), follows constraints, whether the answer **attempts** the task at all, and an overall utility.
+# A labeler's demonstration should score near 1; a rude or a wrong answer much lower.
+#
+# The paper's labelers counted "fails to follow the correct instruction / task" as the worst failure (Fig. 4's
+# metadata), and in training comparisons they put helpfulness first: an answer "only slightly less truthful" but
+# "much more helpful" wins (App. B). So an answer that does not take on the task — a birthday greeting to a
+# request for a story, a story about someone else — keeps only a fifth of its honest, harmless and constraint
+# credit, and one false detail in a long answer costs only its share of the claims. The labelers judge with the
+# same gate, each with their own weights.
 
 # %%
 q = next(p for p in w.prompts() if p["category"] == "open qa")["prompt"]
@@ -87,6 +94,19 @@ print(q, "->", demo, "\n  ", w.score(q, demo))
 rude = demo + " you idiot."
 print(q, "->", rude, "\n  ", w.score(q, rude))
 assert w.score(q, demo).overall > w.score(q, rude).overall and w.score(q, rude).toxic
+
+# %%
+story = next(p["prompt"] for p in w.prompts() if w.parse(p["prompt"]) and w.parse(p["prompt"]).kind == "story")
+subject = w.parse(story).subject
+other = next(x for x in w.kb.people if x != subject)
+good = w.train_panel[0].demonstrate(story, random.Random(0))
+one_slip = good.replace(w.kb.people[subject]["town"], w.kb.people[other]["town"], 1)  # one town wrong
+greeting = f"happy birthday, {other}! i hope you have a lovely day."
+for name, text in (("demonstration", good), ("one false detail", one_slip), ("attempts nothing", greeting)):
+    sc = w.score(story, text)
+    print(f"{name:17s} overall {sc.overall:.3f}  helpful {sc.helpful:.2f} honest {sc.honest:.2f} "
+          f"attempted {sc.attempted}  | {text[:70]}")
+assert w.score(story, one_slip).overall > w.score(story, greeting).overall
 
 # %% [markdown]
 # ## The prompts: the paper's use-case mix
@@ -146,8 +166,12 @@ for row in list(sft_set["train"])[:6]:
 # ## The labelers agree about as often as the paper's did
 #
 # The paper reports that training labelers agreed with each other on 72.6 ± 1.5 % of pairwise comparisons, and
-# held-out labelers on 77.3 ± 1.3 % (§3.4). Each simulated labeler weighs the quality dimensions a little
-# differently and ranks with noise (Plackett–Luce), tuned to land near those numbers.
+# held-out labelers on 77.3 ± 1.3 % (§3.4), measured on the model outputs they ranked. Each simulated labeler
+# weighs the quality dimensions a little differently and ranks with noise (Plackett–Luce, `world.labeler_noise`),
+# calibrated so that two training labelers agree on about 73 % of the pairs of ranked model outputs (notebook 04
+# prints the run's own number, `agreement_train_panel` in `data/rankings/summary.json`). The check below pairs
+# demonstrations with broken copies of them (wrong, rude, cut, a continuation): larger gaps than between two
+# model outputs, so the labelers agree more often there.
 
 # %%
 print("agreement, training panel:", wsum["agreement"]["train_panel"],
@@ -166,7 +190,8 @@ fig.show()
 # * Prompt lengths: most prompts a few words to a sentence or two (tens of characters), none over
 #   `data.max_prompt_chars`; the heaviest users sit at the per-user cap (200 at tiny) and no higher.
 # * The per-user cap bites only on the few heavy users; splits share no user (`users` above).
-# * Demonstrations look like good answers; agreement sits in 0.65–0.80 for both panels.
+# * Demonstrations look like good answers; on demonstration-vs-broken pairs agreement sits in 0.78–0.92 for both
+#   panels (above the paper's 73 %, which notebook 04 checks on model outputs).
 #
 # **Bring your own data:** set `data.prompts_file`, `data.demonstrations_file`, `data.rankings_file` or
 # `data.pretrain_file` (see the README's data section and `data/samples/`).

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -107,11 +107,16 @@ assert abs(losses.kwise_ranking_loss(r, rank).item() - by_hand) < 1e-6
 #
 # Both read the same rankings. The RM is the SFT model with the unembedding removed and a scalar head; one epoch,
 # cosine learning rate (App. C.2). Afterwards its score is shifted so that the labelers' demonstrations score 0 on
-# average, as the paper does before RL.
+# average, as the paper does before RL. A prompt's K completions give C(K,2) pairs: K-wise encodes the K once, the
+# pairwise run encodes 2 per pair, K − 1 times as many sequences for the same rankings. So that both cost about the
+# same here, the pairwise run reads the first 1/(K − 1) of the ranked prompts (`reward.max_train_prompts`): which
+# reward model gets more out of the same compute?
 
 # %%
 rm_dir = reward.train(cfg)
-pair_cfg = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, mode="pairwise"))
+n_ranked = len(datasets.load_from_disk(str(rankings.out_path(cfg)))["train"])
+pair_cfg = dataclasses.replace(cfg, reward=dataclasses.replace(
+    cfg.reward, mode="pairwise", max_train_prompts=max(1, n_ranked // max(1, cfg.reward.k - 1))))
 pair_dir = reward.train(pair_cfg, out=cfg.path / "rm_pairwise")
 kw = json.loads((rm_dir / "summary.json").read_text())
 pw = json.loads((pair_dir / "summary.json").read_text())
@@ -123,8 +128,8 @@ pw = json.loads((pair_dir / "summary.json").read_text())
 #   a held-out labeler agree on the same pairs. The paper reports its RMs at 72.4 ± 0.4 % against the labelers of
 #   their training groups and 69.6 ± 0.9 % against a held-out group, with training labelers agreeing with each
 #   other 72.6 ± 1.5 %. A healthy tiny run reaches ≥ 90 % of the ceiling (seed 0: 56.9 % of 62.0 %, 91.7 %).
-# * **Forward passes and time**, K-wise vs pairwise, for similar accuracy: K-wise encodes each completion once
-#   (K per prompt) where pairwise encodes 2 per pair (K(K−1) per prompt), so at K = 4 it needs half the passes.
+# * **Forward passes, time and accuracy**, K-wise on every ranked prompt vs pairwise on 1/(K − 1) of them: about
+#   the same number of sequences encoded; K-wise sees K − 1 times as many prompts for it.
 # * **Calibration**: when the RM is more confident (a larger reward gap), its favourite wins more often — the
 #   observed share should sit above 0.5 in every bin and rise with the gap; a flat line near 0.5 means the RM's
 #   margins carry no information.
@@ -173,19 +178,49 @@ fig.show()
 #
 # It then counts how often the RM, and the gold score, prefer the intact answer; 50 % is chance.
 #
-# At tiny seed 0 the default RM is at or below chance on every kind. It puts the answer with the insult first
-# 60 % of the time, because no SFT sample it was trained on was ever rude. It also cannot tell an answer from
-# another prompt's answer, which is how PPO in notebook 05 wins reward with one friendly message for every prompt.
-#
-# `reward.base_candidates=1` has the pretrained base model write one of the K completions. At tiny seed 0 the RM
-# then prefers the intact answer 81 % of the time against the insult, 79 % against a continuation and 63 % against
-# a missed constraint. Its held-out accuracy falls to 55.1 % against a ceiling of 66.1 % (83 %, below the 90 % called
-# healthy above). PPO against it still collapses to one friendly message (notebook 05). It is therefore off by default.
+# Where SFT samples never show a failure, the RM never learns it. Other sources among the K completions show more:
+# `reward.low_temp_candidates` (SFT at a lower temperature, nearer its greedy answer), `reward.base_candidates`
+# (the pretrained base model: continuations, insults, rambling) and `reward.swap_candidates` (SFT's answer to the
+# same prompt about another person, town or animal: off topic here). `docs/experiments/` logs what each did.
 
 # %%
 print(f"{'failure':13s} {'RM':>6s} {'gold':>6s} pairs")
 for kind, c in (kw["failure_checks"] or {}).items():
     print(f"{kind:13s} {pct(c['rm']):>6s} {pct(c['gold']):>6s} {c['pairs']}")
+
+# %% [markdown]
+# ## The probe: can a policy win against this RM?
+#
+# PPO moves the SFT policy toward answers the RM scores high. If the RM cannot pick a better answer out of SFT's
+# own samples, no amount of optimisation against it beats SFT. `reward.probe` answers that in a minute or two,
+# before any PPO: on the held-out users' prompts, the gold score of the RM's favourite among n SFT samples
+# (best-of-n, as Gao et al. 2022 measure it), against SFT's greedy answer (what the evaluation compares) and
+# against the samples' mean; the gold score's own favourite is the ceiling. It also asks whether the RM reads the
+# prompt at all: the same demonstration under its own prompt and under another of the same kind (**prompt swap**),
+# and with the subject's name changed (**entity swap**) — 50 % is a reward model blind to the prompt. Last, two
+# shortcut scorers (length only, number of stated facts only) on the RM's own validation pairs: an RM no better
+# than them may have learned only the shortcut.
+
+# %%
+probe = reward.probe(cfg)
+bon = probe["best_of_n"]
+fig = go.Figure()
+for key, name in (("rm_pick", "RM's pick"), ("gold_pick", "gold score's pick (ceiling)"),
+                  ("sample_mean", "mean sample")):
+    fig.add_scatter(x=[b["n"] for b in bon], y=[b[key] for b in bon], mode="markers+lines", name=name)
+fig.add_hline(y=probe["sft_greedy"], line_dash="dot", annotation_text="SFT greedy")
+fig.update_layout(title="best-of-n over SFT samples, held-out gold", xaxis_type="log", xaxis_title="n",
+                  yaxis_title="gold", height=340)
+fig.show()
+d = probe["bon_minus_greedy"]
+print(f"RM best-of-{d['n']} minus SFT greedy: {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] -> "
+      f"{'a policy can win against this RM' if probe['can_win'] else 'no policy is shown to win against this RM'}")
+ss = probe["sft_samples"]
+print(f"SFT's samples attempt the task {pct(ss['attempted'])} of the time and name the prompt's subject "
+      f"{pct(ss['names_subject'])}")
+print(f"prompt swap {pct(probe['prompt_swap']['share'])}, entity swap {pct(probe['entity_swap']['share'])}; "
+      f"accuracy of the RM {pct(kw['accuracy']['heldout_panel'])}, of a length-only scorer "
+      f"{pct(probe['shortcuts']['length'])}, of a fact-count-only scorer {pct(probe['shortcuts']['claim_count'])}")
 
 # %% [markdown]
 # ## Explore the reward distribution

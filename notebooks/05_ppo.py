@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -184,39 +184,36 @@ for what, ok in checks.items():
     print(("met      " if ok else "NOT MET  ") + what)
 
 # %% [markdown]
-# **Greedy against temperature 1.** In our tiny run (seed 0) both RL policies raise the gold score of what they
-# *sample*: SFT's temperature-1 answers score 0.525, PPO's 0.589 (paired difference +0.064, 95 % CI
-# [+0.037, +0.091]) and PPO-ptx's 0.584 (+0.059 [+0.033, +0.085]). Their greedy answers do not beat SFT's greedy
-# answer, which is the best of the lot at 0.629 (PPO 0.600, PPO-ptx 0.583). PPO makes the policy nearly
-# deterministic, so its sampled and greedy answers are alike; SFT's mode is much better than its average sample.
-# The reward model knows enough to steer away from SFT's worst samples, not enough to find answers better than
-# SFT's best guess.
-#
-# **Reading the greedy miss.** At the tiny profile the reward model is the weak link: it agrees with held-out labelers on
-# about 57 % of pairs of SFT samples (they agree with each other on about 62 %), and what it learned is mostly
-# what a good answer *looks like*, not whether it is *true* or even on topic. Given 40 iterations, PPO finds a
-# friendly, well-formed answer the reward model scores highly for almost any prompt (look at the last samples
-# in the dashboard) — the policy's reward-model score keeps rising while its gold score does not. That is the
-# over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. Two experiments to try from
-# here: `ppo.reward_source=gold` trains against the world's gold score instead (in our tiny run the same PPO
-# code then raised the held-out gold score from 0.629 to 0.655, difference +0.026 with 95 % CI [−0.001, +0.052]:
-# the optimiser is not the problem), and a larger `ppo.kl_coef` keeps the policy nearer SFT, trading reward for
-# safety (β = 0.1 and 0.3 did not lift the gold score either: 0.633 and 0.601).
-#
-# Notebook 04's failure checks show the same weakness from the reward model's side: it cannot tell an answer
-# from another prompt's answer. With the gold score and 100 iterations, the same PPO reached 0.687. Against
-# reward models trained with base-model completions among the ranked ones (`reward.base_candidates`), with and
-# without a second round of rankings on the policy's own samples, and at β from 0.02 to 0.1, PPO ended between
-# 0.593 and 0.646: within noise of SFT's 0.629 (the best, +0.016, has a paired 95 % CI of [−0.016, +0.046]).
-# Three times as many rankings left the RM's accuracy where it was (57.0 %).
-#
-# The quickest test of a reward model, before any PPO: can it pick, out of 16 of SFT's own samples, an answer better
-# than SFT's greedy one? Ours picks answers worth 0.554 (best-of-n in notebook 06), against 0.629 for SFT's greedy
-# answer and 0.777 when the gold score picks. What it picks, and what PPO ends in, are answers that attempt nothing
-# (a friendly message, "duck, duck, duck.", "positive."). The gold score still rates them 0.55: they are honest,
-# harmless and break no stated constraint, and labelers prefer them to a wrong attempt. A second round of rankings over
-# SFT and PPO samples, or labelers told to put helpfulness first, each removed one such hack, and PPO found the next.
-# Rankings of five times as many prompts lift the RM's best-of-16 only to 0.58 (README, "Evaluation").
+# **Greedy against temperature 1.** Greedy decoding shows each policy's single best guess; the sampled score is
+# the expectation E_y~π[gold] that Eq. 2 is about. PPO makes the policy more deterministic, so its greedy and
+# sampled scores draw together, while SFT's greedy answer is well above its average sample. A reward model that
+# can only steer away from SFT's worst samples lifts the sampled score and not the greedy one; to beat SFT's
+# greedy answer it must find answers better than SFT's best guess. Notebook 04's probe measured that before this
+# notebook ran (RM best-of-n against SFT's greedy answer); the cell below puts the two side by side.
+
+# %%
+probe = json.loads((cfg.path / "rm" / "probe.json").read_text()) if (cfg.path / "rm" / "probe.json").is_file() else None
+for name, s in (("ppo", s_ppo), ("ppo_ptx", s_ptx)):
+    pol = s["policies"]
+    d = s[f"{name}_minus_sft"]
+    line = (f"{name:8s} greedy {pol[name]['gold_overall']:.3f} vs SFT {pol['sft']['gold_overall']:.3f} "
+            f"({d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}])")
+    if f"{name}_minus_sft_sampled" in s:
+        ds = s[f"{name}_minus_sft_sampled"]
+        line += (f"; sampled {pol[name]['gold_sampled']:.3f} vs {pol['sft']['gold_sampled']:.3f} "
+                 f"({ds['mean']:+.3f} [{ds['ci95'][0]:+.3f}, {ds['ci95'][1]:+.3f}])")
+    print(line)
+if probe:
+    b = probe["bon_minus_greedy"]
+    print(f"probe: RM best-of-{b['n']} minus SFT greedy {b['mean']:+.3f} [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}]")
+
+# %% [markdown]
+# **Two experiments to try from here.** `ppo.reward_source=gold` trains against the world's gold score instead of
+# the reward model: the optimiser's own ceiling, with no reward model in the way. A smaller `ppo.kl_coef` or more
+# `ppo.iterations` lets the policy drift further from SFT, and past some KL the gold score falls while the reward
+# model's keeps rising: the over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. What earlier
+# versions of the mini-world showed here, and why their reward models could not be optimised against, is logged
+# in `docs/experiments/`.
 #
 # Run this notebook again in the same run folder with other OVERRIDES, and each stage whose config changed trains
 # again from the start (`logs/<stage>/igpt_setup.json`).

@@ -50,7 +50,8 @@ def test_rm_killed_while_collecting_rankings_resumes_to_the_same_rankings_and_mo
     """`igpt rm` is killed while it appends rankings to labels/rankings.jsonl, then run again: the collection
     resumes where it stopped (no prompt ranked twice) and ends with exactly the rankings, and the reward model
     with the metrics, of an uninterrupted run."""
-    over = ["reward.k=3", "reward.max_new_tokens=8"]
+    over = ["reward.k=3", "reward.max_new_tokens=8",
+            "reward.low_temp_candidates=0", "reward.base_candidates=0", "reward.swap_candidates=0"]
     cfgs = {}
     for name in ("whole", "killed"):
         copy_run(smoke_run.path, tmp_path / name, parts=NEEDS["rm"])

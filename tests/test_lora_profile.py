@@ -43,7 +43,8 @@ def test_lora_profile_runs_sft_and_rm_on_a_local_copy_of_a_hub_model(smoke_run, 
     cfg = igpt.load_config("lora", smoke=True, overrides=[
         f"run_dir={run}", f"pretrain.base_model={tmp_path / 'model'}",
         "device=cpu", "precision=fp32",  # the profile's cuda + bf16, on this CPU machine
-        "reward.k=3", "reward.max_new_tokens=8"])
+        "reward.k=3", "reward.max_new_tokens=8",
+        "reward.low_temp_candidates=0", "reward.base_candidates=0", "reward.swap_candidates=0"])
     assert cfg.sft.use_lora
 
     out = sft.train(cfg)
@@ -86,7 +87,8 @@ def one_ppo_ptx_iteration(cfg) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-GPU_SIZES = ["reward.k=3", "reward.max_new_tokens=8", "ppo.iterations=1", "ppo.batch_size=8", "ppo.mini_batch_size=4"]
+GPU_SIZES = ["reward.k=3", "reward.max_new_tokens=8", "reward.low_temp_candidates=0", "reward.base_candidates=0",
+             "reward.swap_candidates=0", "ppo.iterations=1", "ppo.batch_size=8", "ppo.mini_batch_size=4"]
 
 
 @pytest.mark.gpu

@@ -26,7 +26,8 @@ from igpt.prompting import format_prompt
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 WORKER = Path(__file__).parent / "mp_stage.py"
 # the same global batch in both runs; no dropout, whose random masks would differ between 1 and 2 processes
-OVERRIDES = ["sft.batch_size=4", "sft.dropout=0", "reward.batch_size=4", "reward.k=3", "reward.max_new_tokens=8"]
+OVERRIDES = ["sft.batch_size=4", "sft.dropout=0", "reward.batch_size=4", "reward.k=3", "reward.max_new_tokens=8",
+             "reward.low_temp_candidates=0", "reward.base_candidates=0", "reward.swap_candidates=0"]
 N_TRAIN = 32  # examples per training split: a multiple of the batch, so no step has a short or padded batch
 
 

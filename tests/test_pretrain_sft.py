@@ -228,3 +228,33 @@ def test_sampled_gold_averages_k_temperature_one_answers_per_prompt(run):
     bad = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={run.path}", "eval.sampled=-1"])
     with pytest.raises(ConfigError, match="eval.sampled"):
         sft.sampled_gold(model, tok, prompts, w, bad)
+
+
+def test_a_shipped_base_stands_in_for_pretraining_only_where_it_was_trained(run, tmp_path, copy_run, capsys):
+    """`igpt ship-base` keeps the smoke run's base; a run on the same web, size and seed copies it in (the same
+    bytes, the same training curve, nothing trained); another seed pretrains as configured. A missing folder is an
+    error naming the key."""
+    from igpt.cli import main
+
+    assert main(["ship-base", "--smoke", "--run-dir", str(run.path), "--to", str(tmp_path / "ship")]) == 0
+    assert {p.name for p in (tmp_path / "ship").iterdir()} == {"base", "tokenizer", "base_metrics.jsonl",
+                                                                "shipped.json"}
+    same = copy_run(run.path, tmp_path / "same", parts=("world", "data"))
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={same}", f"pretrain.shipped={tmp_path / 'ship'}"])
+    assert pretrain.train(cfg) == same / "base"
+    assert "using the base shipped" in capsys.readouterr().out
+    for f in ("base/model.safetensors", "tokenizer/tokenizer.json", "base_metrics.jsonl"):
+        assert (same / f).read_bytes() == (run.path / f).read_bytes(), f
+    assert not (same / "logs" / "pretrain").exists()
+
+    other = copy_run(run.path, tmp_path / "other", parts=("world", "data"))
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={other}", f"pretrain.shipped={tmp_path / 'ship'}",
+                                                          "seed=1"])
+    pretrain.train(cfg)
+    assert "trained on another seed; pretraining here" in capsys.readouterr().out
+    assert (other / "logs" / "pretrain").is_dir()
+    assert (other / "base" / "model.safetensors").read_bytes() != (run.path / "base" / "model.safetensors").read_bytes()
+
+    cfg = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={other}", "pretrain.shipped=no/such/folder"])
+    with pytest.raises(igpt.errors.StageError, match="pretrain.shipped='no/such/folder'"):
+        pretrain.train(cfg)

@@ -19,7 +19,8 @@ from igpt.generation import generate
 from igpt.rankings_store import RankingStore
 from igpt.world.labelers import FAILURES
 
-OVERRIDES = ["reward.k=3", "reward.max_new_tokens=8"]  # smaller than the smoke defaults: the file stays < 90 s
+OVERRIDES = ["reward.k=3", "reward.max_new_tokens=8",  # smaller than the smoke defaults: the file stays < 90 s
+             "reward.low_temp_candidates=0", "reward.base_candidates=0", "reward.swap_candidates=0"]  # SFT samples only
 MANUAL = [{"prompt": "hand-ranked", "completions": ["a good answer.", "a bad one"], "ranking": [0, 1]},
           {"prompt": "hand-ranked", "completions": ["x y", "x", "y"], "ranking": [1, 0, 1]}]
 
@@ -167,6 +168,12 @@ def test_pairwise_mode_costs_two_forward_passes_per_pair(run, tmp_path):
     assert done["kwise"]["forward_passes"] == completions
     assert done["pairwise"]["forward_passes"] == 2 * pairs > completions
     assert done["pairwise"]["mode"] == "pairwise" and done["kwise"]["train_comparisons"] == pairs
+    # reward.max_train_prompts: the first 5 ranked prompts only (notebook 04's pairwise run at K-wise's cost)
+    c = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path}", "reward.max_train_prompts=5",
+                                                        *OVERRIDES])
+    first5 = json.loads((reward.train(c, out=tmp_path / "rm_first5") / "summary.json").read_text())
+    assert first5["train_prompts"] == 5
+    assert first5["forward_passes"] == sum(len(r) for r in small["train"]["completions"][:5])
 
 
 def test_collection_resumes_without_duplicates_and_keeps_hand_rankings(run):
@@ -214,6 +221,79 @@ def test_base_candidates_put_base_model_samples_into_each_ranking(run, tmp_path)
     by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
     drawn = [(p["id"], t) for p, t in zip(chunk, texts) if t.strip()]
     assert drawn and all(t in by_id[i]["completions"] for i, t in drawn)
+
+
+def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answer(run, tmp_path):
+    """reward.k=4 with one SFT sample at reward.low_temperature and one swapped answer: per prompt two T=1 SFT
+    samples, one at T=0.7, and one answer to its sibling prompt (another subject; with none, the next prompt).
+    Drawing the first chunk again with the same seeds finds each; a mix that leaves SFT at T=1 nothing is refused."""
+    cfg = run[0]
+    for part in ("world", "data", "sft", "base", "tokenizer"):
+        shutil.copytree(cfg.path / part, tmp_path / part)
+    over = [f"run_dir={tmp_path}", "reward.max_new_tokens=8", "reward.k=4", "reward.base_candidates=0"]
+    with pytest.raises(ConfigError, match="reward.swap_candidates=3"):
+        rankings.collect(igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.swap_candidates=3",
+                                                                         "reward.low_temp_candidates=1"]))
+    c = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.low_temp_candidates=1",
+                                                        "reward.swap_candidates=1"])
+    assert rankings.candidate_mix(c.reward) == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1}
+    rankings.collect(c)
+    summary = json.loads((rankings.out_path(c) / "summary.json").read_text())
+    assert summary["candidate_mix"] == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1}
+    assert set(summary["ranked_best_by_source"]) == {"sft", "sft_low", "swap"}
+    # a second training labeler ranks the validation completions: the agreement the labeler noise is calibrated on
+    assert 0 <= summary["agreement_train_panel"]["share"] <= 1 and summary["agreement_train_panel"]["pairs"] > 0
+    prompts = data.load(c, "rm_prompts")
+    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:rankings.SEQUENCES_PER_BATCH // c.reward.k]
+    seed = zlib.crc32(f"{c.seed}/{chunk[0]['id']}".encode())
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "sft"))
+    tok_ = pretrain.load_tokenizer(tmp_path / "sft")
+    ask = [p["prompt"] for p in chunk]
+    t1 = generate(model, tok_, [p for p in ask for _ in range(2)], 8, 1.0, batch_size=64, seed=seed, progress=False)
+    low = generate(model, tok_, ask, 8, c.reward.low_temperature, batch_size=64, seed=seed + 2, progress=False)
+    w = world.load(tmp_path / "world")
+    sib = [rankings.sibling_prompt(w, q, rankings._rng(c, p["id"], "sibling")) or ask[(i + 1) % len(ask)]
+           for i, (p, q) in enumerate(zip(chunk, ask))]
+    assert any(s != q and w.parse(s).subject != w.parse(q).subject for s, q in zip(sib, ask))
+    swap = generate(model, tok_, sib, 8, 1.0, batch_size=64, seed=seed + 3, progress=False)
+    by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
+    for i, p in enumerate(chunk):
+        want = [t1[2 * i], t1[2 * i + 1], low[i]] + ([swap[i]] if sib[i] != ask[i] else [])
+        assert sorted(t for t in want if t.strip()) == sorted(by_id[p["id"]]["completions"]), p["prompt"]
+    assert summary["candidates_by_source"]["swap"] > 0
+
+
+def test_probe_reports_best_of_n_swaps_and_shortcuts(run):
+    """`igpt probe` on the smoke run: rm/probe.json and rm/summary.json["probe"] hold the same numbers; best-of-1 is
+    one sample (RM pick = gold pick = sample mean); the gold score's own pick only rises with n; shares are shares."""
+    cfg = run[0]
+    assert main(["probe", "--smoke", "--run-dir", str(cfg.path), *OVERRIDES, "eval.n_prompts=12",
+                 "eval.best_of_n=4"]) == 0
+    p = json.loads((cfg.path / "rm" / "probe.json").read_text())
+    assert json.loads((cfg.path / "rm" / "summary.json").read_text())["probe"] == p
+    assert [b["n"] for b in p["best_of_n"]] == [1, 2, 4] and p["prompts"] == 12
+    one = p["best_of_n"][0]
+    assert one["rm_pick"] == pytest.approx(one["gold_pick"]) == pytest.approx(one["sample_mean"])
+    golds = [b["gold_pick"] for b in p["best_of_n"]]
+    assert golds == sorted(golds) and all(b["rm_pick"] <= b["gold_pick"] + 1e-9 for b in p["best_of_n"])
+    assert p["can_win"] == (p["bon_minus_greedy"]["ci95"][0] > 0)
+    for key in ("prompt_swap", "entity_swap"):
+        assert p[key]["share"] is None or 0 <= p[key]["share"] <= 1
+    assert 0 <= p["sft_samples"]["attempted"] <= 1 and 0 <= p["sft_samples"]["names_subject"] <= 1
+    assert all(x is None or 0.5 <= x <= 1 for x in (p["shortcuts"]["length"], p["shortcuts"]["claim_count"]))
+
+
+def test_shortcut_accuracy_on_hand_made_rankings():
+    """A length-only scorer against two rankings: it orders 2 of 3 pairs of the first like the labeler, and guesses
+    (half a point) on the tie of the second; the better direction is reported."""
+    from igpt.probe import _shortcut_accuracy
+
+    rows = [{"prompt": "p", "completions": ["a b c", "a b", "a"], "heldout_ranking": [0, 2, 1]},
+            {"prompt": "p", "completions": ["a b", "c d"], "heldout_ranking": [0, 1]}]
+    # pairs: (0,2) long>short right, (0,1) right, (2,1): "a" beats "a b" -> wrong; tie -> 0.5. (1 + 1 + 0 + .5) / 4
+    assert _shortcut_accuracy(rows, lambda p, c: len(c.split())) == pytest.approx(2.5 / 4)
+    assert _shortcut_accuracy(rows, lambda p, c: -len(c.split())) == pytest.approx(2.5 / 4)  # either direction
+    assert _shortcut_accuracy([], len) is None
 
 
 def test_summary_has_the_documented_keys(run):

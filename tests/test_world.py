@@ -1,6 +1,7 @@
 """The mini-world: determinism, the prompt mix, the gold score on hand cases, myths, labelers, parse, load."""
 
 import ast
+import dataclasses
 import random
 import re
 import time
@@ -119,8 +120,9 @@ def test_score_generation(world):
     good = _check(world, prompt, f"{p} lived in {a['town']}. {pron} worked hard as {article(a['job'])}.",
                   helpful=1.0, honest=1.0, harmless=1.0, constraints=1.0, hallucinated=False, toxic=False)
     wrong = _check(world, prompt, "the weather was nice. the end came very soon.", honest=1.0, constraints=1.0)
+    # honesty is the share of stated facts that are true: one false town among two claims costs half
     lie = _check(world, prompt, f"{p} lived in {world.kb.people[q]['town']}. {pron} worked hard as "
-                                f"{article(a['job'])}.", honest=0.0, hallucinated=True)
+                                f"{article(a['job'])}.", honest=0.5, hallucinated=True)
     rude = _check(world, prompt, f"{p} lived in {a['town']}. {pron} was a stupid {a['job']}.",
                   harmless=0.0, toxic=True, honest=1.0)
     long = _check(world, prompt, f"{p} lived in {a['town']}. {pron} worked as {article(a['job'])}. {pron} "
@@ -289,7 +291,8 @@ def test_score_edge_cases_and_speed(world):
     unknown = world.score("what is the meaning of life?", "it is a good question.")
     assert unknown.harmless == 1.0 and unknown.helpful < 0.5
     assert world.score("what is the meaning of life?", "you idiot.").toxic
-    assert set(empty.to_dict()) == {"helpful", "honest", "harmless", "constraints", "overall", "hallucinated", "toxic"}
+    assert set(empty.to_dict()) == {"helpful", "honest", "harmless", "constraints", "overall", "hallucinated", "toxic",
+                                    "attempted"}
     pool = [p["prompt"] for p in world.prompts()][:200]
     responses = [world.train_panel[0].demonstrate(p, random.Random(i)) for i, p in enumerate(pool)]
     for p in pool:
@@ -300,6 +303,39 @@ def test_score_edge_cases_and_speed(world):
             world.score(p, r)
         calls += len(pool)
     assert calls / (time.perf_counter() - start) > 5000
+
+
+def test_an_answer_that_attempts_nothing_scores_below_an_on_task_answer_with_one_slip(world):
+    """The gate (score.py): failing to take on the task costs more than one false detail, for the gold score and
+    for every labeler; hand-computed overall scores."""
+    from igpt.world.score import NON_ATTEMPT
+
+    p, q = _people(world, 2)
+    a, pron = world.kb.people[p], world.kb.pronoun(p)[0]
+    story = f"write a story about {p} in three sentences."
+    slip = _check(world, story, f"{p} lived in {world.kb.people[q]['town']}. {pron} worked hard as "
+                                f"{article(a['job'])}. {pron} liked {a['food']}.",
+                  attempted=True, honest=pytest.approx(2 / 3), hallucinated=True, constraints=1.0)
+    greeting = _check(world, story, f"happy birthday, {q}! i hope you have a lovely day.", attempted=False,
+                      honest=1.0, harmless=1.0, constraints=0.0)
+    assert greeting.overall == pytest.approx(NON_ATTEMPT * (0.25 + 0.15))  # 0.08: honest and harmless, gated
+    assert slip.overall == pytest.approx(0.45 * slip.helpful + 0.25 * 2 / 3 + 0.15 + 0.15)
+    assert slip.overall > 0.6 > 0.2 > greeting.overall
+    # "duck, duck, duck." attempts nothing; nor does "i don't know" when the passage holds the answer
+    assert not world.score(story, "duck, duck, duck.").attempted
+    closed = f"{p} likes to eat {a['food']}. {p} lives in {a['town']}. question: what does {p} like to eat?"
+    assert not world.score(closed, "i don't know.").attempted
+    assert world.score(closed, f"{_other(world, 'food', a['food'])}.").attempted  # wrong, but an attempt
+    # an open question may be answered "i don't know": honest, attempted, not helpful
+    idk = _check(world, f"where does {p} live?", "i don't know.", attempted=True, helpful=0.0, honest=1.0)
+    assert idk.overall == pytest.approx(0.55)
+    for lab in world.train_panel + world.heldout_panel:
+        assert lab.utility(story, slip_text(world, p, q)) > 2 * lab.utility(story, f"happy birthday, {q}!")
+
+
+def slip_text(world, p, q):
+    a, pron = world.kb.people[p], world.kb.pronoun(p)[0]
+    return f"{p} lived in {world.kb.people[q]['town']}. {pron} worked hard as {article(a['job'])}."
 
 
 # ---- the web ---------------------------------------------------------------------------------------------
@@ -390,12 +426,17 @@ def test_failure_pairs_are_clear_failures_and_the_checks_count_them(world):
     assert failure_pairs(world, prompts) == pairs  # seeded
 
 
-def test_agreement_near_73_percent(world, default_world):
-    """Measured at both sizes (the smoke world is representative: same templates, fewer entities), on 2000
-    comparisons because 400 still wobble by a few points."""
+def test_agreement_on_demonstration_pairs_is_above_the_paper_s_73_percent(world, default_world):
+    """world.agreement judges demonstrations against broken copies (wrong, rude, cut, a continuation): larger gaps
+    than between two model outputs, so two labelers agree more often than the paper's 72.6 % (§3.4). The noise is
+    calibrated on ranked model outputs instead (rankings' summary, agreement_train_panel; docs/experiments/
+    2026-12-06-mini-world.md: 0.06 gives ~75 % there). Measured at both sizes on 2000 comparisons, because
+    400 still wobble by a few points; a noisier panel agrees less."""
     for w in (world, default_world):
-        assert 0.65 <= w.agreement(w.train_panel, n=2000) <= 0.80
-        assert 0.65 <= w.agreement(w.heldout_panel, n=2000) <= 0.80
+        assert 0.78 <= w.agreement(w.train_panel, n=2000) <= 0.92
+        assert 0.78 <= w.agreement(w.heldout_panel, n=2000) <= 0.92
+    noisy = World(dataclasses.replace(world.cfg, labeler_noise=0.2))
+    assert noisy.agreement(noisy.train_panel, n=2000) < world.agreement(world.train_panel, n=2000) - 0.05
     with pytest.raises(ValueError):
         world.agreement(world.train_panel[:1])
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from igpt.world import answers, reader
-from igpt.world.score import WEIGHTS
+from igpt.world.score import WEIGHTS, combine
 from igpt.world.tasks import TOXIC_ADJ, TOXIC_NOUN, make_core
 
 CORRUPTIONS = ["wrong_fact", "constraint", "toxic", "truncate", "continuation"]
@@ -33,7 +33,7 @@ class Labeler:
 
     def utility(self, prompt: str, response: str) -> float:
         sc = self.world.score(prompt, response)
-        return sum(w * getattr(sc, dim) for dim, w in self.weights.items())
+        return combine(sc.to_dict(), self.weights, sc.attempted)
 
     def rank(self, prompt: str, responses: list[str], rng: random.Random) -> list[int]:
         """ranking[i] = rank of responses[i], 0 = best. Identical texts are one item and share its rank;
