@@ -15,6 +15,9 @@ held-out labelers is what the paper reports.
     data/rankings/          train, validation   {id, prompt, completions[K], ranking[K], labeler_id, category,
                                                  gold[K]} (+ heldout_ranking[K], heldout_labeler_id in validation)
     data/rankings/summary.json                  source, counts, ties, gold score by rank, labeler agreement
+                                                (agreement_train_panel: a second training labeler on the
+                                                validation completions); candidate_mix, and candidates_by_source /
+                                                ranked_best_by_source counted over what this process sampled
 
 `gold` (the world's gold score of each completion) is for the notebook's explorer only: the reward model never
 sees it. When the user supplied rankings (data.rankings_file -> data/rankings_import) those are exported instead

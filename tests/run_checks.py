@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # timings and counters of the work done by this process (TRL's num_tokens too): they differ between an
 # interrupted and a whole run
 PROCESS_LOCAL = ("time", "seconds", "runtime", "per_second", "forward_passes", "tokens", "resumed_from",
-                 "sampled_prompts", "sequences_sampled", "empty_dropped", "skipped_too_few")
+                 "sampled_prompts", "sequences_sampled", "empty_dropped", "skipped_too_few", "_by_source")
 RESULTS = {  # stage -> the files its results are in
     "world": ["world/kb.json", "world/corpus_train.jsonl", "world/prompts.jsonl", "world/labelers.json",
               "world/summary.json"],
