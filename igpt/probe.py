@@ -72,7 +72,7 @@ def _shortcut_accuracy(rows: list[dict], scorer) -> float | None:
 def probe(cfg: RunConfig) -> dict:
     from igpt import data, reward, world
     from igpt.pretrain import load_tokenizer
-    from igpt.rankings import out_path, sft_path
+    from igpt.rankings import ordered_pairs, out_path, sft_path
     from igpt.world import reader
 
     hf.quiet()
@@ -158,7 +158,7 @@ def probe(cfg: RunConfig) -> dict:
     out["shortcuts"] = {
         "length": _shortcut_accuracy(val, lambda p, c: len(reader.words(c))),
         "claim_count": _shortcut_accuracy(val, lambda p, c: len(reader.claims(w.kb, c))),
-        "pairs": sum(len(r["completions"]) * (len(r["completions"]) - 1) // 2 for r in val)}
+        "pairs": sum(len(ordered_pairs(r["heldout_ranking"])) for r in val)}  # the pairs both scorers judged
 
     summary_path = rm_dir / "summary.json"
     if summary_path.is_file():
