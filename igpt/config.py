@@ -181,6 +181,8 @@ class EvalConfig:
     #                   beside the greedy score; 0 skips it
     n_truthful: int = 100  # TruthfulQA-style questions per kind (known fact, misconception, unknown name)
     n_toxic: int = 100  # rudeness-inviting prompts, asked with and without the "respectful" instruction (§4.2)
+    n_closed: int = 150  # closed-domain prompts (closed QA, extraction, summary) for the closed-domain hallucination
+    #                      rate (Figure 4); the held-out prompts hold only ~9 % of them
     n_nlp: int = 100  # items per few-shot "public NLP" task (fact cloze, sentiment, arithmetic) for the alignment tax
     overopt_prompts: int = 32  # prompts for the over-optimisation curves (Gao et al. 2022), sampled at temperature 1
     overopt_max_n: int = 64  # best-of-n curve up to this n (Gao et al. 2022 go to n = 60 000; 64 suffices to bend)

@@ -21,7 +21,11 @@ What is measured (one record per policy and metric in results.json; report.py wr
     gold_sampled, gold_sampled_minus_sft   the mean gold score of eval.sampled answers per prompt at temperature 1
                                       (E_{y~pi}[gold], the quantity PPO maximises), and its paired difference to SFT
     rm_score                          the reward model's (bias-normalised) score
-    fails_constraint, hallucination, hallucination_closed, toxic       shares of answers (Figure 4)
+    fails_constraint, hallucination, toxic    shares of the held-out answers (Figure 4)
+    hallucination_closed, attempted_closed, helpful_closed   on eval.n_closed closed-domain prompts (closed QA,
+                                      extraction, summary; World.closed_domain_prompts): the share of answers that
+                                      state something the passage or the KB contradicts, that take the task on,
+                                      and the mean helpfulness (Figure 4's closed-domain hallucination)
     truthful/{known,misconception,unknown}, true_informative, abstains_unknown   (Figure 6, TruthfulQA stand-in)
     toxic_rate/{plain,respectful}     toxic answers to rudeness-inviting prompts (Figure 7, RealToxicityPrompts)
     pretrain_val_loss, nlp/<task>     the alignment tax (Figure 28-style few-shot tasks)
@@ -51,7 +55,6 @@ from igpt.report import LABELS
 from igpt.sft import sampled_gold
 
 POLICIES = list(LABELS)  # gpt, gpt_prompted, sft, ppo, ppo_ptx, best_of_n
-CLOSED_DOMAIN = ("closed qa", "extract", "summarization")  # the paper's closed-domain tasks (Figure 4)
 RL = ("ppo", "ppo_ptx")
 
 
@@ -160,6 +163,7 @@ def ask(cfg: RunConfig, model, tokenizer, suite: dict, prefix: str = "", desc: s
     return {
         "eval": answers if answers is not None else gen(suite["prompts"], "answers"),
         "truthful": gen([q["prompt"] for q in suite["truthful"]], "truthfulness"),
+        "closed": gen([q["prompt"] for q in suite["closed"]], "closed-domain"),
         "rude_plain": gen(suite["rude_plain"], "rudeness"),
         "rude_respectful": gen(suite["rude_respectful"], "respectful"),
         "nlp": {task: nlp_accuracy(model, tokenizer, task, items) for task, items in suite["nlp"].items()},
@@ -290,6 +294,7 @@ def suite_of(cfg: RunConfig, w, tokenizer) -> dict:
         raise StageError(f"{cfg.path / 'data' / 'eval_prompts'} has no test prompts; rebuild with `igpt data`")
     _, val_texts = load_corpus(cfg)
     return {"rows": rows, "prompts": [r["prompt"] for r in rows], "truthful": w.truthfulness_questions(e.n_truthful),
+            "closed": w.closed_domain_prompts(e.n_closed),
             "rude_plain": w.rudeness_prompts(False, e.n_toxic), "rude_respectful": w.rudeness_prompts(True, e.n_toxic),
             "nlp": {k: v[: e.n_nlp] for k, v in w.nlp_tasks(e.n_nlp).items()},
             "val_blocks": pack(val_texts, tokenizer, cfg.pretrain.context)}
@@ -417,11 +422,14 @@ def judge(cfg: RunConfig, w, rm_score, suite: dict, said: dict, names: list[str]
         add(name, "helpful", m, (lo, hi), len(sc))
         add(name, "fails_constraint", *flags([s.constraints < 1 for s in sc]))
         add(name, "hallucination", *flags([s.hallucinated for s in sc]))
-        add(name, "hallucination_closed",
-            *flags([s.hallucinated for s, r in zip(sc, rows) if r["category"] in CLOSED_DOMAIN]))
         add(name, "toxic", *flags([s.toxic for s in sc]))
         if "truthful" not in said[name]:
             continue  # best-of-n answers the held-out prompts only
+        cs = [w.score(q["prompt"], a) for q, a in zip(suite["closed"], said[name]["closed"])]
+        add(name, "hallucination_closed", *flags([s.hallucinated for s in cs]))
+        add(name, "attempted_closed", *flags([s.attempted for s in cs]))
+        m, lo, hi = stats.bootstrap_ci([s.helpful for s in cs], cfg.eval.bootstrap, cfg.seed)
+        add(name, "helpful_closed", m, (lo, hi), len(cs))
         qs = suite["truthful"]
         ts = [w.score(q["prompt"], a) for q, a in zip(qs, said[name]["truthful"])]
         for kind in ("known", "misconception", "unknown"):

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -85,14 +85,13 @@ summary = json.loads((sft_dir / "summary.json").read_text())
 # * **Training loss** falls within the first epoch and keeps falling; **validation loss** (one point per epoch)
 #   flattens or rises after a few epochs — the overfitting the paper also saw. The kept checkpoint is the epoch with
 #   the lowest validation loss (`best_checkpoint` in `summary.json`).
-# * **Gold score, base vs SFT** on held-out prompts from held-out users: SFT should be clearly higher, its 95 %
-#   interval well above 0 (the tiny run: 0.47 → 0.63, difference +0.16, CI [+0.12, +0.19], n = 200).
-# * **Pretraining validation loss** of SFT vs base: SFT's is higher (tiny run: 0.73 → 1.14 nats) — fine-tuning
-#   already costs some of the web's likelihood before any RL. A learning rate of 1e-3 fits the demonstrations a
-#   little better but more than triples this loss; the tiny profile uses 3e-4.
-# * **Gold score by category**: SFT at or above base in every category (tiny run, seed 0: "other" stays at 0.48,
-#   extract gains least, +0.04; classification most, +0.42). A category where SFT falls below base points at its
-#   demonstrations.
+# * **Gold score, base vs SFT** on held-out prompts from held-out users: SFT should be clearly higher, the 95 %
+#   interval of the difference (printed below) well above 0.
+# * **Pretraining validation loss** of SFT vs base (printed below): SFT's is higher — fine-tuning already costs
+#   some of the web's likelihood before any RL. A learning rate of 1e-3 fits the demonstrations a little better
+#   but costs far more of this loss; the tiny profile uses 3e-4.
+# * **Gold score by category**: SFT at or above base in nearly every category. A category where SFT falls below
+#   base points at its demonstrations.
 
 # %%
 plots.training_curve(cfg.path / "sft_metrics.jsonl", ["sft/loss", "sft/eval_loss"], "SFT loss").show()

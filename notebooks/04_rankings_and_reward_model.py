@@ -105,8 +105,10 @@ assert abs(losses.kwise_ranking_loss(r, rank).item() - by_hand) < 1e-6
 # %% [markdown]
 # ## Train the reward model: K-wise (the paper) and pairwise (the usual way)
 #
-# Both read the same rankings. The RM is the SFT model with the unembedding removed and a scalar head; one epoch,
-# cosine learning rate (App. C.2). Afterwards its score is shifted so that the labelers' demonstrations score 0 on
+# Both read the same rankings. The RM is the SFT model with the unembedding removed and a scalar head, with a
+# cosine learning rate (App. C.2). The paper trains one epoch because its 6B RM overfit in a second; the tiny
+# profile trains `reward.epochs` = 2, because a 2M-parameter RM underfits in one (held-out accuracy peaks at two
+# passes: `docs/experiments/2026-12-06-mini-world.md`). Afterwards its score is shifted so that the labelers' demonstrations score 0 on
 # average, as the paper does before RL. A prompt's K completions give C(K,2) pairs: K-wise encodes the K once, the
 # pairwise run encodes 2 per pair, K − 1 times as many sequences for the same rankings. So that both cost about the
 # same here, the pairwise run reads the first 1/(K − 1) of the ranked prompts (`reward.max_train_prompts`): which
@@ -127,7 +129,7 @@ pw = json.loads((pair_dir / "summary.json").read_text())
 # * **Accuracy against held-out labelers** on validation prompts, next to the **ceiling**: how often a training and
 #   a held-out labeler agree on the same pairs. The paper reports its RMs at 72.4 ± 0.4 % against the labelers of
 #   their training groups and 69.6 ± 0.9 % against a held-out group, with training labelers agreeing with each
-#   other 72.6 ± 1.5 %. A healthy tiny run reaches ≥ 90 % of the ceiling (seed 0: 56.9 % of 62.0 %, 91.7 %).
+#   other 72.6 ± 1.5 %. A healthy tiny run reaches ≥ 90 % of the ceiling (the cell below prints this run's ratio).
 # * **Forward passes, time and accuracy**, K-wise on every ranked prompt vs pairwise on 1/(K − 1) of them: about
 #   the same number of sequences encoded; K-wise sees K − 1 times as many prompts for it.
 # * **Calibration**: when the RM is more confident (a larger reward gap), its favourite wins more often — the

@@ -114,8 +114,8 @@ def test_targets_on_constructed_results():
     assert t["ptx_keeps_gain"] is False  # 16 of 22 points
     t = {x["name"]: x["met"] for x in report.targets(_results(dict(base, ppo=(0.45, 0.45, 0.4)), extra))}
     assert t["ordering"] is False and t["ptx_keeps_gain"] is False  # PPO below SFT: no gain to keep
-    helpless = extra + [{"policy": "sft", "metric": "helpful", "value": 0.6, "ci95": None},
-                        {"policy": "ppo_ptx", "metric": "helpful", "value": 0.4, "ci95": None}]
+    helpless = extra + [{"policy": "sft", "metric": "helpful_closed", "value": 0.6, "ci95": None},
+                        {"policy": "ppo_ptx", "metric": "helpful_closed", "value": 0.4, "ci95": None}]
     h = next(x for x in report.targets(_results(base, helpless)) if x["name"] == "hallucination")
     assert h["met"] is False and "fewer facts" in h["note"]  # fewer hallucinations, but by saying less
 
@@ -230,7 +230,9 @@ def test_eval_writes_results_with_the_promised_schema(evaluated):
     assert {t["name"] for t in res["targets"]} >= {"ppo_gold_sampled", "ppo_ptx_gold_sampled"}
     for p in ("gpt", "sft", "ppo", "ppo_ptx"):
         assert {(p, "truthful/unknown"), (p, "toxic_rate/respectful"), (p, "pretrain_val_loss"),
-                (p, "nlp/arithmetic")} <= metrics
+                (p, "nlp/arithmetic"), (p, "hallucination_closed"), (p, "helpful_closed")} <= metrics
+    n_closed = {r["n"] for r in res["records"] if r["metric"] == "hallucination_closed"}
+    assert n_closed == {cfg.eval.n_closed}  # on the closed-domain suite, every policy that answers it
     assert report.value(res, "sft", "win_rate_vs_sft/heldout") == 0.5  # SFT against itself: all ties
     over = res["overoptimisation"]
     assert [p["n"] for p in over["best_of_n"]] == [1, 2, 4]

@@ -44,7 +44,7 @@ def main(run: Path) -> None:
     if res:
         recs = {(r["policy"], r["metric"]): r for r in res["records"]}
         print("\n| policy | greedy gold | − SFT | sampled gold | win rate vs SFT (held-out) | (training panel) | "
-              "closed-domain hallucination | helpful | web loss |")
+              "closed-domain hallucination | closed-domain helpful | web loss |")
         print("|---|---|---|---|---|---|---|---|---|")
         for p in res["policies"]:
             def v(m, pct=False, with_ci=False):
@@ -56,7 +56,7 @@ def main(run: Path) -> None:
                 return f"{100 * r['value']:.1f}%" if pct else f"{r['value']:.3f}"
             print(f"| {p} | {v('gold')} | {v('gold_minus_sft', with_ci=True)} | {v('gold_sampled')} | "
                   f"{v('win_rate_vs_sft/heldout', True, True)} | {v('win_rate_vs_sft/train', True)} | "
-                  f"{v('hallucination_closed', True)} | {v('helpful')} | {v('pretrain_val_loss')} |")
+                  f"{v('hallucination_closed', True)} | {v('helpful_closed')} | {v('pretrain_val_loss')} |")
         print("\n| gate | ours | met |\n|---|---|---|")
         for t in res["targets"]:
             met = {True: "yes", False: "**no**", None: "not measurable"}[t["met"]]

@@ -111,6 +111,19 @@ class World:
             out.append({"prompt": rng.choice(QUESTIONS[rel]).format(s=u), "kind": "unknown", "answer": "i don't know."})
         return out
 
+    def closed_domain_prompts(self, n: int = 100) -> list[dict]:
+        """Closed-domain tasks (closed QA, extraction, summary: the passage is in the prompt), a third of each,
+        for the closed-domain hallucination rate (Figure 4). The API mix has only ~9 % of them, a dozen or so of
+        the held-out prompts: too few to compare two policies' rates."""
+        rng = random.Random(f"igpt-world-{self.cfg.seed}-closed")
+        kinds, out = ("closed qa", "extract", "summarization"), []
+        while len(out) < n:
+            category = kinds[len(out) % len(kinds)]
+            prompt = make_core(self.kb, category, rng, [])
+            if self.parse(prompt) is not None:  # every prompt has an answer the passage holds
+                out.append({"prompt": prompt, "category": category})
+        return out
+
     def rudeness_prompts(self, respectful: bool, n: int = 100) -> list[str]:
         """Prompts that invite rude language (RealToxicityPrompts stand-in), optionally asking for respect."""
         rng = random.Random(f"igpt-world-{self.cfg.seed}-rude")
