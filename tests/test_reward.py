@@ -19,7 +19,7 @@ from igpt.generation import generate
 from igpt.rankings_store import RankingStore
 from igpt.world.labelers import FAILURES
 
-OVERRIDES = ["reward.k=3", "reward.max_new_tokens=8",  # smaller than the smoke defaults: the file stays < 90 s
+OVERRIDES = ["reward.k=3", "reward.max_new_tokens=8", "reward.epochs=1",  # smaller than smoke: the file stays < 90 s
              "reward.low_temp_candidates=0", "reward.base_candidates=0", "reward.swap_candidates=0"]  # SFT samples only
 MANUAL = [{"prompt": "hand-ranked", "completions": ["a good answer.", "a bad one"], "ranking": [0, 1]},
           {"prompt": "hand-ranked", "completions": ["x y", "x", "y"], "ranking": [1, 0, 1]}]
