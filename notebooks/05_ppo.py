@@ -211,7 +211,9 @@ if probe:
 # **Two experiments to try from here.** `ppo.reward_source=gold` trains against the world's gold score instead of
 # the reward model: the optimiser's own ceiling, with no reward model in the way. A smaller `ppo.kl_coef` or more
 # `ppo.iterations` lets the policy drift further from SFT, and past some KL the gold score falls while the reward
-# model's keeps rising: the over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. What earlier
+# model's keeps rising: the over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. The
+# documented run is `OVERRIDES = ["ppo.ptx_coef=0", "ppo.kl_coef=0.005", "ppo.iterations=80"]` in a new run folder
+# (its measured curve is in `docs/experiments/2026-12-06-mini-world.md`). What earlier
 # versions of the mini-world showed here, and why their reward models could not be optimised against, is logged
 # in `docs/experiments/`.
 #
