@@ -46,7 +46,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The long variants of the reliability tests (README, "Reliability"): every stage SIGKILLed at random points and
+# The long variants of the reliability tests (docs/testing.md, "Reliability"): every stage SIGKILLed at random points and
 # resumed, the whole pipeline twice for determinism, 200 fuzz cases per input format, the ranking store killed 100
 # times. About 10 minutes on 2 cores.
 reliability: $(STAMP)

@@ -92,7 +92,7 @@ def trainer_kwargs(cfg: RunConfig, out_dir: Path) -> dict:
 class MetricsCallback(TrainerCallback):
     """Writes each Trainer log (loss, lr, eval_loss, ...) as one line of metrics.jsonl, with step and wall time.
 
-    Keys are prefixed with the stage (`pretrain/loss`, `sft/eval_loss`, ...) — the README's metric vocabulary.
+    Keys are prefixed with the stage (`pretrain/loss`, `sft/eval_loss`, ...) — the metric vocabulary of docs/metrics.md.
     """
 
     def __init__(self, path: Path, prefix: str, resume_step: int | None = None):

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -101,7 +101,7 @@ print(plan.plan(cfg).table())  # this profile's model, on one device
 # %% [markdown]
 # The same for real models, without downloading them: which sizes fit one GPU with the `lora` profile in 4 bits
 # (QLoRA), and 8 × 80 GiB with the `full` profile. The training step's activations dominate once the weights are
-# sharded: `ppo.mini_batch_size` is the first knob (README, "Scaling up").
+# sharded: `ppo.mini_batch_size` is the first knob (docs/scaling.md).
 
 # %%
 qlora = igpt.load_config("lora", overrides=["sft.load_in_4bit=true"])
