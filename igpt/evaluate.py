@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from igpt import hf, losses, report, stats
 from igpt.config import RunConfig, env_device
 from igpt.errors import StageError
-from igpt.generation import decode_responses, generate, generate_ids
+from igpt.generation import BEST_OF_N_SEED, cache_dir, decode_responses, generate, generate_ids
 from igpt.io import atomic_dir, write_json, write_jsonl
 from igpt.pretrain import base_path, eval_loss, load_corpus, load_tokenizer, pack, tokenizer_path
 from igpt.report import LABELS
@@ -158,7 +158,7 @@ def ask(cfg: RunConfig, model, tokenizer, suite: dict, prefix: str = "", desc: s
 
     def gen(prompts, what):
         return generate(model, tokenizer, prompts, e.max_new_tokens, e.temperature, seed=cfg.seed,
-                        desc=f"{desc} {what}", prefix=prefix)
+                        desc=f"{desc} {what}", prefix=prefix, cache=cache_dir(cfg.path))
 
     return {
         "eval": answers if answers is not None else gen(suite["prompts"], "answers"),
@@ -172,10 +172,11 @@ def ask(cfg: RunConfig, model, tokenizer, suite: dict, prefix: str = "", desc: s
 
 
 def best_of_n(sft, tokenizer, rm_score, prompts: list[str], n: int, cfg: RunConfig) -> tuple[list[str], list[list]]:
-    """For each prompt, n samples from SFT at temperature 1 and the one the reward model scores highest.
-    Returns (chosen answers, per prompt the (sample, RM score) list)."""
+    """For each prompt, n samples from SFT at temperature 1 and the one the reward model scores highest. Seeded
+    like the probe's (generation.BEST_OF_N_SEED), so at the probe's n the evaluation picks from the probe's samples,
+    read from the run's generation cache. Returns (chosen answers, per prompt the (sample, RM score) list)."""
     samples = generate(sft, tokenizer, [p for p in prompts for _ in range(n)], cfg.eval.max_new_tokens, 1.0,
-                       seed=cfg.seed, desc=f"best-of-{n} samples")
+                       seed=cfg.seed + BEST_OF_N_SEED, desc=f"best-of-{n} samples", cache=cache_dir(cfg.path))
     scores = rm_score([p for p in prompts for _ in range(n)], samples)
     groups = [list(zip(samples[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(prompts))]
     return [max(g, key=lambda s: s[1])[0] for g in groups], groups

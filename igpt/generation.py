@@ -6,9 +6,14 @@ rollouts (through `generate_ids`, which also returns the token ids) and the eval
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import torch
 from tqdm.auto import tqdm
 
+from igpt.io import write_json
 from igpt.prompting import clean_response, format_prompt
 
 
@@ -53,18 +58,58 @@ def decode_responses(tokenizer, response: torch.Tensor, response_mask: torch.Ten
     return texts
 
 
+BEST_OF_N_SEED = 7  # run seed + this seeds SFT's best-of-n samples, in the probe and in the evaluation alike
+
+
+def cache_dir(run_path: str | Path) -> Path:
+    """Where a run keeps the texts `generate(..., cache=...)` produced: runs/<run>/logs/generations/."""
+    return Path(run_path) / "logs" / "generations"
+
+
+def fingerprint(model) -> str:
+    """A digest of the model's weights, computed where they live (no copy of a large model to the CPU): per tensor
+    its name, shape, sum, sum of squares and 64 strided values. Two models that differ anywhere trained differ here."""
+    h = hashlib.sha1()
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            flat = t.detach().reshape(-1).float()
+            step = max(1, flat.numel() // 64)
+            stats = torch.cat([flat.sum()[None], (flat * flat).sum()[None], flat[::step][:64]])
+            h.update(f"{name}{tuple(t.shape)}".encode())
+            h.update(stats.cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.0,
              batch_size: int = 32, seed: int | None = 0, progress: bool = True, desc: str = "generate",
-             prefix: str = "") -> list[str]:
-    """Responses to `prompts` (text, in order). temperature 0 is greedy; seed makes sampling repeatable."""
+             prefix: str = "", cache: str | Path | None = None) -> list[str]:
+    """Responses to `prompts` (text, in order). temperature 0 is greedy; seed makes sampling repeatable.
+
+    With a seed, the global torch RNG is left as it was (the sampling runs in a forked RNG seeded with `seed`).
+    With `cache` (a folder: `cache_dir(run)`), the texts are kept there under a key of the weights' fingerprint and
+    every argument that shapes them, and a later call with the same key reads them instead of sampling again: the
+    PPO and evaluation stages ask SFT, and the evaluation asks each policy, what an earlier stage already asked."""
+    path = None
+    if cache is not None:
+        key = json.dumps([fingerprint(model), prompts, max_new_tokens, temperature, batch_size,
+                          seed if temperature > 0 else None, prefix, tokenizer.eos_token_id])
+        path = Path(cache) / f"{hashlib.sha1(key.encode()).hexdigest()}.json"
+        if path.is_file():
+            return json.loads(path.read_text())["texts"]
     was_training = model.training
     model.eval()
-    if seed is not None:
-        torch.manual_seed(seed)
+    device = next(model.parameters()).device
     texts: list[str] = []
-    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
-        _, response, mask = generate_ids(model, tokenizer, prompts[i:i + batch_size], max_new_tokens, temperature,
-                                          prefix=prefix)
-        texts.extend(decode_responses(tokenizer, response, mask))
+    # seeded: sample in a forked RNG, so the caller's RNG is the same whether or not the cache answered
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
+            _, response, mask = generate_ids(model, tokenizer, prompts[i:i + batch_size], max_new_tokens,
+                                              temperature, prefix=prefix)
+            texts.extend(decode_responses(tokenizer, response, mask))
     model.train(was_training)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"texts": texts})
     return texts

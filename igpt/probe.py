@@ -36,7 +36,7 @@ import torch
 from igpt import hf
 from igpt.config import RunConfig, env_device
 from igpt.errors import StageError
-from igpt.generation import generate
+from igpt.generation import BEST_OF_N_SEED, cache_dir, generate
 from igpt.io import write_json
 from igpt.stats import bootstrap_ci, paired_diff_ci
 
@@ -94,9 +94,10 @@ def probe(cfg: RunConfig) -> dict:
     e = cfg.eval
     rows = list(data.load(cfg, "eval_prompts")["test"])[: e.n_prompts]
     prompts, n = [r["prompt"] for r in rows], e.best_of_n
-    greedy = generate(sft, tokenizer, prompts, e.max_new_tokens, 0.0, desc="probe: sft greedy")
+    greedy = generate(sft, tokenizer, prompts, e.max_new_tokens, 0.0, desc="probe: sft greedy",
+                      cache=cache_dir(cfg.path))
     samples = generate(sft, tokenizer, [p for p in prompts for _ in range(n)], e.max_new_tokens, 1.0,
-                       seed=cfg.seed + 7, desc=f"probe: {n} sft samples")
+                       seed=cfg.seed + BEST_OF_N_SEED, desc=f"probe: {n} sft samples", cache=cache_dir(cfg.path))
     rm_s = rm_score([p for p in prompts for _ in range(n)], samples)
     scores = [w.score(p, t) for p, t in zip([p for p in prompts for _ in range(n)], samples)]
     gold = [s.overall for s in scores]

@@ -26,7 +26,7 @@ import torch
 from igpt import hf, launch
 from igpt.config import RunConfig
 from igpt.errors import ConfigError, StageError
-from igpt.generation import generate
+from igpt.generation import cache_dir, generate
 from igpt.io import atomic_dir, clear_if_other_setup, file_crc, write_json, write_jsonl
 from igpt.pretrain import base_path, eval_loss, load_corpus, load_tokenizer, pack, tokenizer_path
 from igpt.prompting import format_prompt
@@ -79,7 +79,7 @@ def sampled_gold(model, tokenizer, prompts: list[str], w, cfg: RunConfig, prefix
         raise ConfigError(f"config key 'eval.sampled' wants a number of samples ≥ 1 (0 skips the sampled gold "
                           f"score), got {k}")
     texts = generate(model, tokenizer, [p for p in prompts for _ in range(k)], e.max_new_tokens, 1.0,
-                     seed=cfg.seed, desc="sampled answers", prefix=prefix)
+                     seed=cfg.seed, desc="sampled answers", prefix=prefix, cache=cache_dir(cfg.path))
     return [sum(w.score(p, t).overall for t in texts[i * k:(i + 1) * k]) / k for i, p in enumerate(prompts)]
 
 
@@ -95,7 +95,8 @@ def compare_policies(cfg: RunConfig, w, models: dict, tokenizer, baseline: str) 
     rows = list(data.load(cfg, "eval_prompts")["test"])[: cfg.eval.n_prompts]
     prompts = [r["prompt"] for r in rows]
     e = cfg.eval
-    answers = {name: generate(m, tokenizer, prompts, e.max_new_tokens, e.temperature, desc=f"{name} answers")
+    answers = {name: generate(m, tokenizer, prompts, e.max_new_tokens, e.temperature, desc=f"{name} answers",
+                              cache=cache_dir(cfg.path))
                for name, m in models.items()}
     gold = {k: [w.score(p, a).overall for p, a in zip(prompts, v)] for k, v in answers.items()}
     sampled = {name: sampled_gold(m, tokenizer, prompts, w, cfg) for name, m in models.items()} if e.sampled else {}

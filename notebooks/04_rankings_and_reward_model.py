@@ -225,6 +225,13 @@ print(f"prompt swap {pct(probe['prompt_swap']['share'])}, entity swap {pct(probe
       f"{pct(probe['shortcuts']['length'])}, of a fact-count-only scorer {pct(probe['shortcuts']['claim_count'])}")
 
 # %% [markdown]
+# **Try another seed before you trust this.** Train the RM again on the same rankings with `seed=1` (an override in
+# `OVERRIDES`, or `igpt rm --run-dir <a copy of this run> seed=1`) and run the probe: at this size, whether the RM
+# learns to check the subject's name (entity swap) is decided by its training trajectory. On world 0 in December
+# 2026, the run seed 0 did and seeds 1 and 2 did not, under every setting tried; the RMs that did not learn it
+# could not pick better answers than SFT's greedy one (`docs/experiments/2026-12-06-mini-world.md`, "Third session").
+
+# %% [markdown]
 # ## Explore the reward distribution
 #
 # Histograms of the RM's rewards by category and by the labeler's rank position (the best-ranked answers should sit

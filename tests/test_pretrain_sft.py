@@ -90,6 +90,40 @@ def test_generate_left_pads_and_stops_at_eos(run):
             assert mask[: k + 1] == [1.0] * (k + 1) and sum(mask[k + 1:]) == 0
 
 
+def test_generate_cache_answers_only_the_same_question_and_leaves_the_rng(run, tmp_path, monkeypatch):
+    from igpt import generation
+
+    tok = pretrain.load_tokenizer(run.path / "sft")
+    model = AutoModelForCausalLM.from_pretrained(run.path / "sft")
+    prompts = ["where does mira live?", "write a short story about karek."]
+    torch.manual_seed(123)
+    first = generation.generate(model, tok, prompts, 8, 1.0, seed=5, progress=False, cache=tmp_path)
+    after = torch.rand(3)
+    torch.manual_seed(123)  # a seeded call does not move the caller's RNG, whether or not the cache answers
+    assert torch.equal(after, torch.rand(3))
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+    calls = []
+    real = generation.generate_ids
+    monkeypatch.setattr(generation, "generate_ids", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert generation.generate(model, tok, prompts, 8, 1.0, seed=5, progress=False, cache=tmp_path) == first
+    assert not calls, "the same model, prompts and arguments: read from the cache"
+    # anything that shapes the texts is in the key: the seed, the prompts, the weights
+    generation.generate(model, tok, prompts, 8, 1.0, seed=6, progress=False, cache=tmp_path)
+    generation.generate(model, tok, prompts[:1], 8, 1.0, seed=5, progress=False, cache=tmp_path)
+    n = len(calls)
+    weight = next(model.parameters())
+    kept = weight[0, 0].item()
+    with torch.no_grad():
+        weight[0, 0] += 1e-3
+    generation.generate(model, tok, prompts, 8, 1.0, seed=5, progress=False, cache=tmp_path)
+    assert n >= 2 and len(calls) > n and len(list(tmp_path.glob("*.json"))) == 4
+    # without a cache nothing is written and the same seed gives the same texts
+    with torch.no_grad():
+        weight[0, 0] = kept
+    assert generation.generate(model, tok, prompts, 8, 1.0, seed=5, progress=False) == first
+
+
 def test_real_model_path_skips_pretraining(run, tmp_path):
     """A pretrained model given by path (a random Qwen2 here, never a download) is the base, tokenizer included."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
