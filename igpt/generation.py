@@ -66,9 +66,21 @@ def cache_dir(run_path: str | Path) -> Path:
     return Path(run_path) / "logs" / "generations"
 
 
+def _code_version() -> str:
+    """What else shapes the texts: this file and the prompt format (edit either and the cache no longer answers),
+    and the torch and transformers versions that sample."""
+    import transformers
+
+    from igpt import prompting
+
+    code = Path(__file__).read_bytes() + Path(prompting.__file__).read_bytes()
+    return f"{hashlib.sha1(code).hexdigest()} torch {torch.__version__} transformers {transformers.__version__}"
+
+
 def fingerprint(model) -> str:
     """A digest of the model's weights, computed where they live (no copy of a large model to the CPU): per tensor
-    its name, shape, sum, sum of squares and 64 strided values. Two models that differ anywhere trained differ here."""
+    its name, shape, sum, sum of squares and 64 strided values. Two models differ here unless their changes leave
+    every one of these numbers exactly as it was."""
     h = hashlib.sha1()
     with torch.no_grad():
         for name, t in model.state_dict().items():
@@ -92,7 +104,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, tem
     path = None
     if cache is not None:
         key = json.dumps([fingerprint(model), prompts, max_new_tokens, temperature, batch_size,
-                          seed if temperature > 0 else None, prefix, tokenizer.eos_token_id])
+                          seed if temperature > 0 else None, prefix, tokenizer.eos_token_id, _code_version()])
         path = Path(cache) / f"{hashlib.sha1(key.encode()).hexdigest()}.json"
         if path.is_file():
             return json.loads(path.read_text())["texts"]

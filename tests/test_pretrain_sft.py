@@ -118,6 +118,11 @@ def test_generate_cache_answers_only_the_same_question_and_leaves_the_rng(run, t
         weight[0, 0] += 1e-3
     generation.generate(model, tok, prompts, 8, 1.0, seed=5, progress=False, cache=tmp_path)
     assert n >= 2 and len(calls) > n and len(list(tmp_path.glob("*.json"))) == 4
+    # and the code that formats and decodes: another version of it does not read the old texts
+    monkeypatch.setattr(generation, "_code_version", lambda: "an edited prompting.py")
+    n = len(calls)
+    generation.generate(model, tok, prompts, 8, 1.0, seed=5, progress=False, cache=tmp_path)
+    assert len(calls) > n
     # without a cache nothing is written and the same seed gives the same texts
     with torch.no_grad():
         weight[0, 0] = kept
