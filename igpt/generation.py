@@ -6,6 +6,7 @@ rollouts (through `generate_ids`, which also returns the token ids) and the eval
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -66,6 +67,7 @@ def cache_dir(run_path: str | Path) -> Path:
     return Path(run_path) / "logs" / "generations"
 
 
+@functools.cache
 def _code_version() -> str:
     """What else shapes the texts: this file and the prompt format (edit either and the cache no longer answers),
     and the torch and transformers versions that sample."""

@@ -117,11 +117,16 @@ class World:
         the held-out prompts: too few to compare two policies' rates."""
         rng = random.Random(f"igpt-world-{self.cfg.seed}-closed")
         kinds, out = ("closed qa", "extract", "summarization"), []
-        while len(out) < n:
+        for _ in range(100 * n):  # bounded: a world whose passages never parse stops here, not in a loop
+            if len(out) == n:
+                break
             category = kinds[len(out) % len(kinds)]
             prompt = make_core(self.kb, category, rng, [])
             if self.parse(prompt) is not None:  # every prompt has an answer the passage holds
                 out.append({"prompt": prompt, "category": category})
+        if len(out) < n:
+            raise StageError(f"world seed {self.cfg.seed}: only {len(out)} of {n} closed-domain prompts parse; "
+                             f"lower eval.n_closed or check igpt/world/tasks.py")
         return out
 
     def rudeness_prompts(self, respectful: bool, n: int = 100) -> list[str]:
