@@ -43,7 +43,11 @@ from igpt.io import atomic_dir, write_json, write_jsonl
 from igpt.rankings_store import RankingStore
 
 SPLITS = ("train", "validation")
-SEQUENCES_PER_BATCH = 64  # sampled sequences per generate() call: K completions of 64 // K prompts
+# K completions of SEQUENCES_PER_BATCH // K prompts per chunk. Each candidate source is one generate() call per
+# chunk, so with K = 6 (3 SFT samples, 1 each of the other sources) a chunk of 10 prompts made calls of 10 sequences,
+# and generate() samples ~30 sequences/s in calls of 10 against 52-58 in calls of 32 or more on 2 cores
+# (docs/experiments/2026-12-06-mini-world.md, third session). 192 gives chunks of 32 prompts at K = 6.
+SEQUENCES_PER_BATCH = 192
 
 
 def store_path(cfg: RunConfig) -> Path:
@@ -176,10 +180,10 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
     """Sample K completions for each prompt not yet in the store (from the sources of `candidate_mix`), rank them,
     append one record per prompt.
 
-    Prompts are taken in chunks of 64 // K so one generate() call samples about 64 sequences. A record is appended
-    as soon as its ranking exists, so a crash loses at most one chunk of sampling. The chunks are cut from the whole
-    prompt list, and a chunk partly in the store is sampled whole again, so a resumed collection draws exactly the
-    completions an uninterrupted one would have. Returns counts for the summary."""
+    Prompts are taken in chunks of SEQUENCES_PER_BATCH // K, so each source's generate() call samples a batch. A
+    record is appended as soon as its ranking exists, so a crash loses at most one chunk of sampling. The chunks
+    are cut from the whole prompt list, and a chunk partly in the store is sampled whole again, so a resumed
+    collection draws exactly the completions an uninterrupted one would have. Returns counts for the summary."""
     from igpt.generation import generate
 
     r = cfg.reward
@@ -199,7 +203,7 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
     base, base_ctx = _base_sampler(cfg, model) if mix["base"] else (None, None)
 
     def draw(m, asked: list[str], n: int, temperature: float, seed: int) -> list[list[str]]:
-        """n completions of each prompt in `asked`, prompt-major, one generate() call per 64 sequences."""
+        """n completions of each prompt in `asked`, prompt-major, SEQUENCES_PER_BATCH per generate() call."""
         if not n:
             return [[] for _ in asked]
         texts = generate(m, tokenizer, [q for q in asked for _ in range(n)], r.max_new_tokens, temperature,

@@ -30,7 +30,8 @@
 # DeepSpeed-Chat) train on independent pairs; this notebook trains both ways on the same rankings.
 #
 # **In:** `sft/`, `data/rm_prompts`. **Out:** `labels/rankings.jsonl` (the crash-safe ranking store),
-# `data/rankings/`, `rm/` (model, `summary.json`), `rm_metrics.jsonl`, and `rm_pairwise/` for the comparison.
+# `data/rankings/`, `rm/` (model, `summary.json`), `rm_metrics.jsonl`, and, with `PAIRWISE = True`, `rm_pairwise/`
+# for the comparison.
 
 # %% tags=["parameters"]
 PROFILE: str = ""  # config profile, empty for tiny
@@ -38,6 +39,7 @@ SMOKE: bool = False  # True for test-sized world and models (seconds)
 RUN_DIR: str = ""  # run folder, empty for the default of the profile (runs/tiny)
 OVERRIDES: list = []  # extra overrides such as reward.k=6
 SEED: int = -1  # training seed; -1 keeps the profile's (0)
+PAIRWISE: bool = False  # also train a pairwise RM on the same rankings for comparison (about 3 min at tiny)
 
 # %%
 import dataclasses
@@ -108,20 +110,26 @@ assert abs(losses.kwise_ranking_loss(r, rank).item() - by_hand) < 1e-6
 # Both read the same rankings. The RM is the SFT model with the unembedding removed and a scalar head, with a
 # cosine learning rate (App. C.2). The paper trains one epoch because its 6B RM overfit in a second; the tiny
 # profile trains `reward.epochs` = 2, because a 2M-parameter RM underfits in one (held-out accuracy peaks at two
-# passes: `docs/experiments/2026-12-06-mini-world.md`). Afterwards its score is shifted so that the labelers' demonstrations score 0 on
-# average, as the paper does before RL. A prompt's K completions give C(K,2) pairs: K-wise encodes the K once, the
-# pairwise run encodes 2 per pair, K − 1 times as many sequences for the same rankings. So that both cost about the
-# same here, the pairwise run reads the first 1/(K − 1) of the ranked prompts (`reward.max_train_prompts`): which
-# reward model gets more out of the same compute?
+# passes: `docs/experiments/2026-12-06-mini-world.md`). Afterwards its score is shifted so that the labelers'
+# demonstrations score 0 on average, as the paper does before RL. A prompt's K completions give C(K,2) pairs:
+# K-wise encodes the K once, the pairwise run encodes 2 per pair, K − 1 times as many sequences for the same
+# rankings. So that both cost about the same here, the pairwise run reads the first 1/(K − 1) of the ranked prompts
+# (`reward.max_train_prompts`): which reward model gets more out of the same compute? The pairwise run is off by
+# default (it costs `make demo` about three minutes on 2 cores); set `PAIRWISE = True` in the first cell to train
+# it. In a default run of 2026-12-06 with it on (`make demo`, world 0, earlier rankings) the K-wise RM reached
+# 68.7 % held-out accuracy and the pairwise one 57.8 %, for 17 442 and 16 912 forward passes
+# (`docs/experiments/2026-12-06-mini-world.md`, "Fourth session").
 
 # %%
 rm_dir = reward.train(cfg)
-n_ranked = len(datasets.load_from_disk(str(rankings.out_path(cfg)))["train"])
-pair_cfg = dataclasses.replace(cfg, reward=dataclasses.replace(
-    cfg.reward, mode="pairwise", max_train_prompts=max(1, n_ranked // max(1, cfg.reward.k - 1))))
-pair_dir = reward.train(pair_cfg, out=cfg.path / "rm_pairwise")
 kw = json.loads((rm_dir / "summary.json").read_text())
-pw = json.loads((pair_dir / "summary.json").read_text())
+runs = {"K-wise": kw}
+if PAIRWISE:
+    n_ranked = len(datasets.load_from_disk(str(rankings.out_path(cfg)))["train"])
+    pair_cfg = dataclasses.replace(cfg, reward=dataclasses.replace(
+        cfg.reward, mode="pairwise", max_train_prompts=max(1, n_ranked // max(1, cfg.reward.k - 1))))
+    pair_dir = reward.train(pair_cfg, out=cfg.path / "rm_pairwise")
+    runs["pairwise"] = json.loads((pair_dir / "summary.json").read_text())
 
 # %% [markdown]
 # ## What to inspect
@@ -130,8 +138,8 @@ pw = json.loads((pair_dir / "summary.json").read_text())
 #   a held-out labeler agree on the same pairs. The paper reports its RMs at 72.4 ± 0.4 % against the labelers of
 #   their training groups and 69.6 ± 0.9 % against a held-out group, with training labelers agreeing with each
 #   other 72.6 ± 1.5 %. A healthy tiny run reaches ≥ 90 % of the ceiling (the cell below prints this run's ratio).
-# * **Forward passes, time and accuracy**, K-wise on every ranked prompt vs pairwise on 1/(K − 1) of them: about
-#   the same number of sequences encoded; K-wise sees K − 1 times as many prompts for it.
+# * **Forward passes, time and accuracy**, K-wise on every ranked prompt vs (with `PAIRWISE = True`) pairwise on
+#   1/(K − 1) of them: about the same number of sequences encoded; K-wise sees K − 1 times as many prompts for it.
 # * **Calibration**: when the RM is more confident (a larger reward gap), its favourite wins more often — the
 #   observed share should sit above 0.5 in every bin and rise with the gap; a flat line near 0.5 means the RM's
 #   margins carry no information.
@@ -143,7 +151,7 @@ def pct(x):
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-for name, s in (("K-wise", kw), ("pairwise", pw)):
+for name, s in runs.items():
     print(f"{name:9s} accuracy vs held-out labelers {pct(s['accuracy']['heldout_panel'])}, vs training labelers "
           f"{pct(s['accuracy']['train_panel'])}; {s['forward_passes']} forward passes, {s['train_seconds']:.1f}s")
 print(f"labelers agree on the same pairs: {pct(kw['ceiling']['same_items'])}; "
@@ -152,9 +160,8 @@ print(f"demonstrations' mean score: {kw['demo_mean_before']:+.3f} before the shi
 
 # %%
 cats = sorted(kw["accuracy_by_category"])
-plots.grouped_bars(cats, {"K-wise": [kw["accuracy_by_category"][c]["heldout_panel"] or 0 for c in cats],
-                          "pairwise": [pw["accuracy_by_category"].get(c, {}).get("heldout_panel") or 0
-                                       for c in cats]},
+plots.grouped_bars(cats, {name: [s["accuracy_by_category"].get(c, {}).get("heldout_panel") or 0 for c in cats]
+                          for name, s in runs.items()},
                    "RM accuracy against held-out labelers, by category", "accuracy").show()
 cal = [b for b in kw["calibration"] if b["n"]]
 fig = go.Figure()

@@ -217,7 +217,8 @@ def test_base_candidates_put_base_model_samples_into_each_ranking(run, tmp_path)
     seed = zlib.crc32(f"{c.seed}/{chunk[0]['id']}".encode())
     base = AutoModelForCausalLM.from_pretrained(str(tmp_path / "base"))
     texts = generate(base, pretrain.load_tokenizer(tmp_path / "sft"), [p["prompt"] for p in chunk],
-                     c.reward.max_new_tokens, c.reward.temperature, batch_size=64, seed=seed + 1, progress=False)
+                     c.reward.max_new_tokens, c.reward.temperature, batch_size=rankings.SEQUENCES_PER_BATCH,
+                     seed=seed + 1, progress=False)
     by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
     drawn = [(p["id"], t) for p, t in zip(chunk, texts) if t.strip()]
     assert drawn and all(t in by_id[i]["completions"] for i, t in drawn)
@@ -249,13 +250,15 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "sft"))
     tok_ = pretrain.load_tokenizer(tmp_path / "sft")
     ask = [p["prompt"] for p in chunk]
-    t1 = generate(model, tok_, [p for p in ask for _ in range(2)], 8, 1.0, batch_size=64, seed=seed, progress=False)
-    low = generate(model, tok_, ask, 8, c.reward.low_temperature, batch_size=64, seed=seed + 2, progress=False)
+    per_call = rankings.SEQUENCES_PER_BATCH  # what sample_and_rank asks generate() for
+    t1 = generate(model, tok_, [p for p in ask for _ in range(2)], 8, 1.0, batch_size=per_call, seed=seed,
+                  progress=False)
+    low = generate(model, tok_, ask, 8, c.reward.low_temperature, batch_size=per_call, seed=seed + 2, progress=False)
     w = world.load(tmp_path / "world")
     sib = [rankings.sibling_prompt(w, q, rankings._rng(c, p["id"], "sibling")) or ask[(i + 1) % len(ask)]
            for i, (p, q) in enumerate(zip(chunk, ask))]
     assert any(s != q and w.parse(s).subject != w.parse(q).subject for s, q in zip(sib, ask))
-    swap = generate(model, tok_, sib, 8, 1.0, batch_size=64, seed=seed + 3, progress=False)
+    swap = generate(model, tok_, sib, 8, 1.0, batch_size=per_call, seed=seed + 3, progress=False)
     by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
     for i, p in enumerate(chunk):
         want = [t1[2 * i], t1[2 * i + 1], low[i]] + ([swap[i]] if sib[i] != ask[i] else [])
