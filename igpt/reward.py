@@ -36,6 +36,8 @@ runs/<run>/rm/summary.json:
     calibration     [{bin, n, predicted, observed}]  pairs binned by |r_a − r_b|: σ(|Δr|) vs how often the
                                           RM's favourite won with the held-out labeler
     shift, demo_mean_before, demo_mean_after, rankings, resumed_from_step
+    parameters_trained, seed              weights the RM trained; the seed its head and batch order came from
+    restarts        (reward.restarts > 1) {seed, steps, candidates: [{seed, validation_accuracy_train_panel, ...}]}
 """
 
 from __future__ import annotations
@@ -260,6 +262,17 @@ def score(model, tokenizer, prompts: list[str], responses: list[str], batch_size
 # evaluation
 
 
+def rewards_by_row(model, tokenizer, rows: list[dict], max_length: int) -> list[list[float]]:
+    """The RM's reward of each completion of each ranked row: one list per row, in the row's order."""
+    flat = score(model, tokenizer, [r["prompt"] for r in rows for _ in r["completions"]],
+                 [c for r in rows for c in r["completions"]], max_length=max_length)
+    out, i = [], 0
+    for r in rows:
+        out.append(flat[i:i + len(r["completions"])])
+        i += len(r["completions"])
+    return out
+
+
 def _padded(rows: list[dict], rewards: list[list[float]], key: str):
     """Rows of varying K -> rewards, ranking, mask, each (N, K), for losses.kwise_accuracy."""
     K = max(len(r[key]) for r in rows)
@@ -311,13 +324,7 @@ def evaluate(cfg: RunConfig, model, tokenizer, ds, w) -> dict:
     m = cfg.reward.max_length
 
     def rewards_of(rows):
-        flat = score(model, tokenizer, [r["prompt"] for r in rows for _ in r["completions"]],
-                     [c for r in rows for c in r["completions"]], max_length=m)
-        out, i = [], 0
-        for r in rows:
-            out.append(flat[i:i + len(r["completions"])])
-            i += len(r["completions"])
-        return out
+        return rewards_by_row(model, tokenizer, rows, m)
 
     val = list(ds["validation"]) if "validation" in ds else []
     train_rows = list(ds["train"].select(range(min(TRAIN_ACCURACY_PROMPTS, len(ds["train"])))))
@@ -381,19 +388,22 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
 
         w = world.load(cfg.path / "world")
 
-    torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(rankings.sft_path(cfg))
     tokenizer.padding_side = "right"
-    with state.main_process_first():  # a LoRA SFT is merged once, by the main process
-        model = init_reward_model(cfg, tokenizer)
-    if r.use_lora:
-        from peft import LoraConfig, get_peft_model
 
-        # SEQ_CLS keeps the new score head fully trainable (peft's modules_to_save) beside the adapters
-        lora = LoraConfig(task_type="SEQ_CLS", r=cfg.sft.lora_r, lora_alpha=cfg.sft.lora_alpha,
-                          lora_dropout=cfg.sft.lora_dropout, target_modules="all-linear")
-        model = get_peft_model(model, lora)
-    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    def new_model(seed: int):
+        torch.manual_seed(seed)  # the new score head (and LoRA's adapters) start from the seed
+        with state.main_process_first():  # a LoRA SFT is merged once, by the main process
+            model = init_reward_model(cfg, tokenizer)
+        if r.use_lora:
+            from peft import LoraConfig, get_peft_model
+
+            # SEQ_CLS keeps the new score head fully trainable (peft's modules_to_save) beside the adapters
+            lora = LoraConfig(task_type="SEQ_CLS", r=cfg.sft.lora_r, lora_alpha=cfg.sft.lora_alpha,
+                              lora_dropout=cfg.sft.lora_dropout, target_modules="all-linear")
+            model = get_peft_model(model, lora)
+        return model
+
     train_rows = ds["train"].select_columns(["prompt", "completions", "ranking"])
     if r.max_train_prompts:  # the first N ranked prompts only (notebook 04's pairwise run: about K-wise's cost)
         train_rows = train_rows.select(range(min(r.max_train_prompts, len(train_rows))))
@@ -407,34 +417,51 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
 
     out = Path(out) if out is not None else cfg.path / "rm"
     work = cfg.path / "logs" / out.name
-    args = TrainingArguments(
-        **hf.trainer_kwargs(cfg, work),
-        num_train_epochs=r.epochs,  # the paper: one epoch; more overfits (App. C.2)
-        per_device_train_batch_size=launch.per_process(per_step, state.num_processes, "reward.batch_size"),
-        learning_rate=r.lr,
-        lr_scheduler_type="cosine_with_min_lr",
-        lr_scheduler_kwargs={"min_lr_rate": 0.1},  # cosine to 10% of the peak (App. C.2)
-        warmup_steps=r.warmup_steps,
-        adam_beta1=r.betas[0],
-        adam_beta2=r.betas[1],
-        max_grad_norm=1.0,
-        remove_unused_columns=False,  # the collator needs prompt, completions and ranking
-        logging_steps=max(1, steps // 50),
-        save_strategy="steps",
-        save_steps=max(1, steps // 4),
-        save_total_limit=1,
-    )
+    metrics = cfg.path / f"{out.name}_metrics.jsonl"
+
+    def make_trainer(seed: int, out_dir: Path, save_steps: int, metrics: Path, resume_step: int | None,
+                     callbacks: tuple = (), desc: str = f"rm ({r.mode})"):
+        """A RewardTrainer of a new RM (head from `seed`) whose batches are shuffled by `seed`."""
+        args = TrainingArguments(
+            **hf.trainer_kwargs(dataclasses.replace(cfg, seed=seed), out_dir),
+            num_train_epochs=r.epochs,  # the paper: one epoch; more overfits (App. C.2)
+            per_device_train_batch_size=launch.per_process(per_step, state.num_processes, "reward.batch_size"),
+            learning_rate=r.lr,
+            lr_scheduler_type="cosine_with_min_lr",
+            lr_scheduler_kwargs={"min_lr_rate": 0.1},  # cosine to 10% of the peak (App. C.2)
+            warmup_steps=r.warmup_steps,
+            adam_beta1=r.betas[0],
+            adam_beta2=r.betas[1],
+            max_grad_norm=1.0,
+            remove_unused_columns=False,  # the collator needs prompt, completions and ranking
+            logging_steps=max(1, steps // 50),
+            save_strategy="steps",
+            save_steps=save_steps,
+            save_total_limit=1,
+        )
+        trainer = _make_trainer_class()(
+            model=new_model(seed), args=args, train_dataset=train_set, data_collator=collator,
+            callbacks=[hf.MetricsCallback(metrics, "rm", resume_step), *callbacks])
+        return hf.tidy(trainer, desc)
+
     data_crc = zlib.crc32(json.dumps([list(ds["train"]["id"]), list(ds["train"]["ranking"])]).encode())  # same data?
     with state.main_process_first():  # the main process clears checkpoints of another setup before anyone reads
         clear_if_other_setup(work, {"reward": dataclasses.asdict(r), "seed": cfg.seed, "precision": cfg.precision,
                                     "sft": file_crc(rankings.sft_path(cfg) / "summary.json"), "rankings": data_crc},
                              "rm")
-    ckpt = hf.last_checkpoint(work)
-    trainer = _make_trainer_class()(
-        model=model, args=args, train_dataset=train_set, data_collator=collator,
-        callbacks=[hf.MetricsCallback(cfg.path / f"{out.name}_metrics.jsonl", "rm", hf.checkpoint_step(ckpt))])
-    hf.tidy(trainer, f"rm ({r.mode})")
     t0 = time.time()
+    seed, restarts = cfg.seed, None
+    if r.restarts > 1:  # several starts, and only the best goes on (igpt/restarts.py)
+        if state.num_processes > 1:
+            raise StageError(f"reward.restarts={r.restarts} trains its candidates in one process; run `igpt rm` "
+                             "without accelerate launch / torchrun, or set reward.restarts=1")
+        from igpt.restarts import choose_trajectory
+
+        seed, restarts = choose_trajectory(cfg, work, steps, make_trainer, list(ds["validation"])
+                                           if "validation" in ds else [], tokenizer, metrics)
+    ckpt = hf.last_checkpoint(work)
+    trainer = make_trainer(seed, work, max(1, steps // 4), metrics, hf.checkpoint_step(ckpt))
+    n_trained = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     trainer.train(resume_from_checkpoint=ckpt)
     train_seconds = time.time() - t0
     summary = {"mode": r.mode, "epochs": r.epochs, "steps": trainer.state.global_step, "k": r.k,
@@ -444,6 +471,10 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
                "forward_passes": trainer.forward_passes, "tokens": trainer.tokens,
                "train_seconds": round(train_seconds, 2), "resumed_from_step": hf.checkpoint_step(ckpt)}
     summary["parameters_trained"] = n_trained
+    summary["seed"] = seed
+    if restarts is not None:
+        summary["restarts"] = restarts
+        summary["forward_passes"] += sum(c["forward_passes"] for c in restarts["candidates"])
     model = hf.trained_model(trainer, _load_trained)
     if model is not None:  # the main process; the others wait until it has published
         _publish(cfg, model.eval(), tokenizer, ds, w, summary, out, t_start)

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 import igpt
 from igpt import data, pretrain, rankings, reward, sft, world
 from igpt.cli import main
-from igpt.errors import ConfigError
+from igpt.errors import ConfigError, StageError
 from igpt.generation import generate
 from igpt.rankings_store import RankingStore
 from igpt.world.labelers import FAILURES
@@ -176,6 +176,40 @@ def test_pairwise_mode_costs_two_forward_passes_per_pair(run, tmp_path):
     assert first5["forward_passes"] == sum(len(r) for r in small["train"]["completions"][:5])
 
 
+def test_restarts_continue_the_start_the_training_panel_prefers(run, tmp_path):
+    """reward.restarts=2: seeds 0 and 1 train 2 steps each; the one whose scores order the training panel's
+    validation rankings better goes on, and the RM it ends in is that seed's RM trained alone (the main run
+    resumes from the chosen start's checkpoint). Run again, the stage finds its choice and trains no start again.
+    A restart_steps the run does not have is refused by name."""
+    from safetensors.torch import load_file
+
+    cfg = run[0]
+    for part in ("world", "data", "sft"):
+        shutil.copytree(cfg.path / part, tmp_path / part)
+    over = [f"run_dir={tmp_path}", *OVERRIDES]
+    c = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.restarts=2", "reward.restart_steps=2"])
+    s = json.loads((reward.train(c, out=tmp_path / "rm_r") / "summary.json").read_text())
+    starts = s["restarts"]["candidates"]
+    assert [x["seed"] for x in starts] == [0, 1] and all(x["steps"] == 2 and x["pairs"] > 0 for x in starts)
+    best = max(starts, key=lambda x: x["validation_accuracy_train_panel"])["seed"]
+    assert s["seed"] == s["restarts"]["seed"] == best and s["steps"] > 2
+    ds = datasets.load_from_disk(str(tmp_path / "data" / "rankings"))
+    model, tok_ = reward.load_reward_model(tmp_path / "rm_r")
+    val = list(ds["validation"])
+    assert reward.accuracy(val, reward.rewards_by_row(model, tok_, val, c.reward.max_length))[1] == starts[0]["pairs"]
+    alone = reward.train(igpt.load_config("tiny", smoke=True, overrides=[*over, f"seed={best}"]),
+                         out=tmp_path / "rm_alone")
+    a, b = load_file(tmp_path / "rm_r" / "model.safetensors"), load_file(alone / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    stamp = (tmp_path / "logs" / "rm_r" / "restarts" / "seed-0" / "accuracy.json").stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "rm_r")
+    reward.train(c, out=tmp_path / "rm_r")  # published again from the finished main run
+    assert (tmp_path / "logs" / "rm_r" / "restarts" / "seed-0" / "accuracy.json").stat().st_mtime_ns == stamp
+    bad = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.restarts=2", "reward.restart_steps=999"])
+    with pytest.raises(StageError, match="reward.restart_steps=999"):
+        reward.train(bad, out=tmp_path / "rm_bad")
+
+
 def test_collection_resumes_without_duplicates_and_keeps_hand_rankings(run):
     cfg, _, manual_ids = run
     lines = [json.loads(x) for x in rankings.store_path(cfg).read_text().splitlines()]
@@ -304,7 +338,7 @@ def test_summary_has_the_documented_keys(run):
     keys = {"mode", "epochs", "steps", "k", "batch_size", "lr", "train_prompts", "train_comparisons",
             "validation_prompts", "forward_passes", "tokens", "train_seconds", "seconds", "accuracy", "ceiling",
             "ceiling_ratio", "accuracy_by_category", "calibration", "shift", "demo_mean_before", "demo_mean_after",
-            "rankings", "resumed_from_step", "failure_checks"}
+            "rankings", "resumed_from_step", "failure_checks", "parameters_trained", "seed"}
     assert keys <= set(s), keys - set(s)
     assert set(s["failure_checks"]) == set(FAILURES)
     assert all(0 <= c["rm"] <= 1 and 0 <= c["gold"] <= 1 and c["pairs"] > 0 for c in s["failure_checks"].values())
