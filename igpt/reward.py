@@ -451,6 +451,8 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
                              "rm")
     t0 = time.time()
     seed, restarts = cfg.seed, None
+    if r.restarts < 1:
+        raise StageError(f"reward.restarts={r.restarts}: the number of starts to choose from, 1 (off) or more")
     if r.restarts > 1:  # several starts, and only the best goes on (igpt/restarts.py)
         if state.num_processes > 1:
             raise StageError(f"reward.restarts={r.restarts} trains its candidates in one process; run `igpt rm` "

@@ -180,7 +180,7 @@ def test_restarts_continue_the_start_the_training_panel_prefers(run, tmp_path):
     """reward.restarts=2: seeds 0 and 1 train 2 steps each; the one whose scores order the training panel's
     validation rankings better goes on, and the RM it ends in is that seed's RM trained alone (the main run
     resumes from the chosen start's checkpoint). Run again, the stage finds its choice and trains no start again.
-    A restart_steps the run does not have is refused by name."""
+    A restart_steps the run does not have, and restarts=0, are refused by name."""
     from safetensors.torch import load_file
 
     cfg = run[0]
@@ -208,6 +208,8 @@ def test_restarts_continue_the_start_the_training_panel_prefers(run, tmp_path):
     bad = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.restarts=2", "reward.restart_steps=999"])
     with pytest.raises(StageError, match="reward.restart_steps=999"):
         reward.train(bad, out=tmp_path / "rm_bad")
+    with pytest.raises(StageError, match="reward.restarts=0"):
+        reward.train(igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.restarts=0"]), out=tmp_path / "x")
 
 
 def test_collection_resumes_without_duplicates_and_keeps_hand_rankings(run):
