@@ -45,7 +45,7 @@ from igpt.rankings_store import RankingStore
 SPLITS = ("train", "validation")
 # K completions of SEQUENCES_PER_BATCH // K prompts per chunk. Each candidate source is one generate() call per
 # chunk, so with K = 6 (3 SFT samples, 1 each of the other sources) a chunk of 10 prompts made calls of 10 sequences,
-# and generate() samples ~30 sequences/s in calls of 10 against 52-58 in calls of 32 or more on 2 cores
+# and generate() samples ~30 sequences/s in calls of 10 against 51-58 in calls of 30 to 192 on 2 cores
 # (docs/experiments/2026-12-06-mini-world.md, third session). 192 gives chunks of 32 prompts at K = 6.
 SEQUENCES_PER_BATCH = 192
 

@@ -419,7 +419,7 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     work = cfg.path / "logs" / out.name
     metrics = cfg.path / f"{out.name}_metrics.jsonl"
 
-    def make_trainer(seed: int, out_dir: Path, save_steps: int, metrics: Path, resume_step: int | None,
+    def make_trainer(seed: int, out_dir: Path, save_steps: int, metrics_file: Path, resume_step: int | None,
                      callbacks: tuple = (), desc: str = f"rm ({r.mode})"):
         """A RewardTrainer of a new RM (head from `seed`) whose batches are shuffled by `seed`."""
         args = TrainingArguments(
@@ -441,7 +441,7 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
         )
         trainer = _make_trainer_class()(
             model=new_model(seed), args=args, train_dataset=train_set, data_collator=collator,
-            callbacks=[hf.MetricsCallback(metrics, "rm", resume_step), *callbacks])
+            callbacks=[hf.MetricsCallback(metrics_file, "rm", resume_step), *callbacks])
         return hf.tidy(trainer, desc)
 
     data_crc = zlib.crc32(json.dumps([list(ds["train"]["id"]), list(ds["train"]["ranking"])]).encode())  # same data?
