@@ -235,11 +235,12 @@ print(f"prompt swap {pct(probe['prompt_swap']['share'])}, entity swap {pct(probe
 # **Try another seed before you trust this.** Train the RM again on the same rankings with `seed=1` (an override in
 # `OVERRIDES`, or `igpt rm --run-dir <a copy of this run> seed=1`) and run the probe: at this size, whether the RM
 # learns to check the subject's name (entity swap) is decided by its training trajectory. On world 0 in December
-# 2026, the run seed 0 did and seeds 1 and 2 did not, on two draws of the rankings and under every setting tried;
-# the RMs that did not learn it could not pick better answers than SFT's greedy one. `reward.restarts=3` trains
-# three starts for `reward.restart_steps` steps each and continues the one the training panel's validation
-# rankings prefer: on this world it found seed 0 when choosing at step 180 of 728, by 0.4 points, and missed it
-# at step 90 (`docs/experiments/2026-12-06-mini-world.md`, third and fourth sessions).
+# 2026, the run seed 0 did and seeds 1 and 2 did not, on three draws of the rankings and under every setting tried
+# (for seed 1, an RM 2.5x the policy's size among them); the RMs that did not learn it could not pick better answers
+# than SFT's greedy one. `reward.restarts=3` trains three starts for `reward.restart_steps` steps each and continues
+# the one the training panel's validation rankings prefer: on this world it found seed 0 when choosing at step 180 of
+# 728, by 0.4 points, and missed it at step 90 (`docs/experiments/2026-12-06-mini-world.md`, third to fifth
+# sessions).
 
 # %% [markdown]
 # ## Explore the reward distribution
