@@ -377,6 +377,8 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     r = cfg.reward
     if r.mode not in ("kwise", "pairwise"):
         raise StageError(f"reward.mode must be 'kwise' or 'pairwise', got {r.mode!r}")
+    if r.restarts < 1:
+        raise StageError(f"reward.restarts={r.restarts}: the number of starts to choose from, 1 (off) or more")
     state = launch.prepare(cfg, "rm")  # refuses an impossible set-up before any model is loaded
     with state.main_process_first():  # one process samples and ranks; the others find the rankings done
         if not (rankings.out_path(cfg) / "dataset_dict.json").is_file():
@@ -451,8 +453,6 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
                              "rm")
     t0 = time.time()
     seed, restarts = cfg.seed, None
-    if r.restarts < 1:
-        raise StageError(f"reward.restarts={r.restarts}: the number of starts to choose from, 1 (off) or more")
     if r.restarts > 1:  # several starts, and only the best goes on (igpt/restarts.py)
         if state.num_processes > 1:
             raise StageError(f"reward.restarts={r.restarts} trains its candidates in one process; run `igpt rm` "
