@@ -104,7 +104,8 @@ def pair_agreement(rankings_a: list[list[int]], rankings_b: list[list[int]]) -> 
 
 def bayes_accuracy(w, rows: list[dict]) -> float:
     """The accuracy of a perfect RM against the held-out labelers on these pairs: each labeler ranks by
-    Plackett-Luce on utility / noise, so it prefers a to b with probability σ((u_a − u_b) / noise)."""
+    Plackett-Luce on utility / noise, so it prefers a to b with probability σ((u_a − u_b) / noise). Pairs the
+    labeler ties (utilities closer than its tie_margin) give no comparison and are left out, as in `accuracy`."""
     panel = {lab.id: lab for lab in w.heldout_panel}
     total = n = 0.0
     for r in rows:
@@ -112,7 +113,8 @@ def bayes_accuracy(w, rows: list[dict]) -> float:
         u = [lab.utility(r["prompt"], c) for c in r["completions"]]
         for a in range(len(u)):
             for b in range(a + 1, len(u)):
-                if r["completions"][a] != r["completions"][b]:  # identical texts are a tie: no comparison
+                # identical texts, and utilities within the labeler's tie margin, are a tie: no comparison
+                if r["completions"][a] != r["completions"][b] and abs(u[a] - u[b]) >= lab.tie_margin:
                     p = 1 / (1 + math.exp(-(u[a] - u[b]) / lab.noise))
                     total, n = total + max(p, 1 - p), n + 1
     return total / n if n else float("nan")

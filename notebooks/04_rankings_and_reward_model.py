@@ -234,13 +234,14 @@ print(f"prompt swap {pct(probe['prompt_swap']['share'])}, entity swap {pct(probe
 # %% [markdown]
 # **Try another seed before you trust this.** Train the RM again on the same rankings with `seed=1` (an override in
 # `OVERRIDES`, or `igpt rm --run-dir <a copy of this run> seed=1`) and run the probe: at this size, whether the RM
-# learns to check the subject's name (entity swap) is decided by its training trajectory. On world 0 in December
-# 2026, the run seed 0 did and seeds 1 and 2 did not, on three draws of the rankings and under every setting tried
-# (for seed 1, an RM 2.5x the policy's size among them); the RMs that did not learn it could not pick better answers
-# than SFT's greedy one. `reward.restarts=3` trains three starts for `reward.restart_steps` steps each and continues
-# the one the training panel's validation rankings prefer: on this world it found seed 0 when choosing at step 180 of
-# 728, by 0.4 points, and missed it at step 90 (`docs/experiments/2026-12-06-mini-world.md`, third to fifth
-# sessions).
+# learns to check the subject's name (entity swap) and to pick better answers than SFT's greedy one is decided by its
+# training trajectory. On world 0 in December 2026, of RM seeds 0 to 6 on the default run's rankings only seed 0's
+# beat SFT's greedy answer (seeds 4 and 5 learned to check the name and still did not). No setting tried changed
+# those odds much: not an RM 2.5x the policy's size (for seed 1), nor labelers who tie equally good answers
+# (`world.labeler_tie_margin`: two of seven seeds then). At the end of training the accuracy against the training
+# panel's validation rankings ranked seed 0 first of the seven; `reward.restarts=3` chooses among three starts
+# earlier, after `reward.restart_steps` steps, and found seed 0 at step 180 of 728 by 0.4 points and missed it at
+# step 90 (`docs/experiments/2026-12-06-mini-world.md`, third to sixth sessions).
 
 # %% [markdown]
 # ## Explore the reward distribution

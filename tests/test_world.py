@@ -401,6 +401,42 @@ def test_panels_rank_and_rate(world):
     assert all(1 <= x <= 7 for x in rates) and lab.likert(prompt, "3 plus 4 is 7.", rng) >= 5
 
 
+def test_a_tie_margin_gives_answers_of_equal_utility_one_rank(world):
+    """Hand case: two right answers (utility 1.0 each) and two that miss (0.597 each, this labeler's weights). With
+    tie_margin 0.01 each pair shares a rank and only the four cross pairs are comparisons; with 0 there is no
+    tie. Two labelers who both tie a pair agree on it (world.agreement)."""
+    from igpt.rankings import dense, ordered_pairs
+    from igpt.world.labelers import _pick
+
+    prompt = "what is 3 plus 4?"
+    responses = ["3 plus 4 is 7.", "what is 5 plus 1?", "7.", "8."]
+    lab = dataclasses.replace(world.train_panel[0], noise=0.0, tie_margin=0.01)
+    u = [round(lab.utility(prompt, r), 3) for r in responses]
+    assert u == [1.0, 0.597, 1.0, 0.597]
+    ranking = lab.rank(prompt, responses, random.Random(0))
+    assert ranking == [0, 2, 0, 2] and dense(ranking) == [0, 1, 0, 1]
+    assert sorted(ordered_pairs(dense(ranking))) == [(0, 1), (0, 3), (2, 1), (2, 3)]
+    noisy = dataclasses.replace(lab, noise=0.03)  # noise that never reorders a 0.4 gap (σ(−13)): the ties hold
+    assert all(dense(noisy.rank(prompt, responses, random.Random(i))) == [0, 1, 0, 1] for i in range(50))
+    no_ties = dataclasses.replace(noisy, tie_margin=0.0)
+    assert all(sorted(no_ties.rank(prompt, responses, random.Random(i))) == [0, 1, 2, 3] for i in range(50))
+    assert _pick([0, 0]) == 0 and _pick([0, 1]) == 1 and _pick([1, 0]) == -1
+    assert lab.to_dict()["tie_margin"] == 0.01
+    tied_world = World(dataclasses.replace(world.cfg, labeler_tie_margin=0.01))  # the world config sets it
+    assert {x.tie_margin for x in tied_world.train_panel + tied_world.heldout_panel} == {0.01}
+    assert {x.tie_margin for x in world.train_panel} == {0.0}  # off by default
+    # a perfect RM's accuracy against this labeler (as held-out labeler, noise 0.06): the tied pair is no
+    # comparison; the other two are ordered right with probability σ(0.403 / 0.06) = 0.99879 each
+    from igpt.rankings import bayes_accuracy
+
+    held = dataclasses.replace(noisy, noise=0.06, id="heldout-x")
+    row = {"prompt": prompt, "completions": responses[:3], "heldout_labeler_id": "heldout-x"}
+    fake = type("W", (), {"heldout_panel": [held]})
+    assert bayes_accuracy(fake, [row]) == pytest.approx(0.99879, abs=1e-5)
+    fake.heldout_panel = [dataclasses.replace(held, tie_margin=0.0)]  # the tie is a coin flip: (2·0.99879 + 0.5) / 3
+    assert bayes_accuracy(fake, [row]) == pytest.approx(0.83253, abs=1e-5)
+
+
 def test_demonstrations_score_high_and_vary(world):
     rng, pool = random.Random(0), [p["prompt"] for p in world.prompts()]
     scores = [world.score(p, world.train_panel[i % 4].demonstrate(p, rng)).overall for i, p in enumerate(pool)]

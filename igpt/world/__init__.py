@@ -45,8 +45,10 @@ class World:
     def __init__(self, cfg: WorldConfig):
         self.cfg = cfg
         self.kb: KB = build_kb(cfg.seed, cfg.n_people, cfg.n_towns, cfg.n_unknown, cfg.misconception_share)
-        self.train_panel = make_panel(self, "train", cfg.n_train_labelers, cfg.seed, cfg.labeler_noise)
-        self.heldout_panel = make_panel(self, "heldout", cfg.n_heldout_labelers, cfg.seed, cfg.labeler_noise)
+        self.train_panel = make_panel(self, "train", cfg.n_train_labelers, cfg.seed, cfg.labeler_noise,
+                                      cfg.labeler_tie_margin)
+        self.heldout_panel = make_panel(self, "heldout", cfg.n_heldout_labelers, cfg.seed, cfg.labeler_noise,
+                                        cfg.labeler_tie_margin)
         self._pool = make_pool(self.kb, cfg, [lab.id for lab in self.train_panel])
         self._corpus = None
         self._parsed: dict[str, Task | None] = {}
@@ -216,7 +218,7 @@ def build(cfg: WorldConfig, out_dir: str | Path) -> Path:
         write_jsonl(tmp / "corpus_train.jsonl", [{"text": t} for t in train])
         write_jsonl(tmp / "corpus_val.jsonl", [{"text": t} for t in val])
         write_jsonl(tmp / "prompts.jsonl", world.prompts())
-        write_json(tmp / "labelers.json", {"noise": cfg.labeler_noise,
+        write_json(tmp / "labelers.json", {"noise": cfg.labeler_noise, "tie_margin": cfg.labeler_tie_margin,
                                            "train": [lab.to_dict() for lab in world.train_panel],
                                            "heldout": [lab.to_dict() for lab in world.heldout_panel]})
         write_json(tmp / "summary.json", summary)

@@ -2,8 +2,13 @@
 
 Each labeler weighs the gold score's four dimensions a little differently (weights drawn around the gold
 weights) and is noisy: `rank` samples a Plackett-Luce ranking with logits utility / labeler_noise (the
-Gumbel trick: sort by utility / noise + Gumbel noise). The noise is tuned so that two labelers of the
-training panel agree on ~73% of pairwise comparisons, as the paper's did. `agreement` measures that.
+Gumbel trick: sort by utility / noise + Gumbel noise). `agreement` measures how often two labelers agree.
+
+With `tie_margin` > 0 a labeler gives two completions whose utilities (its own) differ by less than the margin
+one shared rank: a tie, which gives the reward model no comparison. Without it, two answers that fail the task
+in the same way (two stories about the wrong person score the same) are put in a random order, a coin flip no
+reward model can learn: at a margin of 0.01, 24 % of the pairs in the tiny run's rankings are ties. Off by
+default (docs/experiments/2026-12-06-mini-world.md, sixth session, says what it changed and why it is off).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Labeler:
     noise: float  # Plackett-Luce temperature
     style: int  # which phrasings this labeler uses in demonstrations (0, 1, 2)
     world: object = field(repr=False, compare=False, default=None)
+    tie_margin: float = 0.0  # completions whose utilities differ by less than this share a rank (0: never a tie)
 
     def utility(self, prompt: str, response: str) -> float:
         sc = self.world.score(prompt, response)
@@ -37,15 +43,22 @@ class Labeler:
 
     def rank(self, prompt: str, responses: list[str], rng: random.Random) -> list[int]:
         """ranking[i] = rank of responses[i], 0 = best. Identical texts are one item and share its rank;
-        a rank counts the responses strictly better (so distinct responses give a permutation of 0..K-1)."""
+        a rank counts the responses strictly better (so distinct responses give a permutation of 0..K-1 when
+        tie_margin is 0). With tie_margin > 0, each response in the sampled order that is within the margin of
+        the utility of the first response of the current group joins the group and shares its rank."""
         unique = list(dict.fromkeys(responses))
+        utility = {r: self.utility(prompt, r) for r in unique}
         keys = {}
         for r in unique:
-            u = self.utility(prompt, r)
             gumbel = -math.log(-math.log(min(max(rng.random(), 1e-12), 1 - 1e-12)))
-            keys[r] = u / self.noise + gumbel if self.noise > 0 else u
+            keys[r] = utility[r] / self.noise + gumbel if self.noise > 0 else utility[r]
         order = sorted(unique, key=lambda r: -keys[r])
-        place = {r: i for i, r in enumerate(order)}
+        place, head = {}, None
+        for i, r in enumerate(order):
+            if head is None or abs(utility[r] - utility[head]) >= self.tie_margin:
+                head, place[r] = r, i  # a new rank starts here
+            else:
+                place[r] = place[head]  # as good as the group's first, to this labeler: a tie
         return [sum(place[o] < place[r] for o in responses) for r in responses]
 
     def demonstrate(self, prompt: str, rng: random.Random) -> str:
@@ -61,17 +74,18 @@ class Labeler:
         return int(min(7, max(1, 1 + round(6 * u))))
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "weights": self.weights, "noise": self.noise, "style": self.style}
+        return {"id": self.id, "weights": self.weights, "noise": self.noise, "style": self.style,
+                "tie_margin": self.tie_margin}
 
 
-def make_panel(world, prefix: str, n: int, seed: int, noise: float) -> list[Labeler]:
+def make_panel(world, prefix: str, n: int, seed: int, noise: float, tie_margin: float = 0.0) -> list[Labeler]:
     rng = random.Random(f"igpt-world-{seed}-labelers-{prefix}")
     panel = []
     for i in range(n):
         raw = {d: w * math.exp(rng.gauss(0.0, 0.4)) for d, w in WEIGHTS.items()}
         total = sum(raw.values())
         weights = {d: round(w / total, 4) for d, w in raw.items()}
-        panel.append(Labeler(f"{prefix}-{i}", weights, noise, rng.randrange(3), world))
+        panel.append(Labeler(f"{prefix}-{i}", weights, noise, rng.randrange(3), world, tie_margin))
     return panel
 
 
@@ -126,8 +140,13 @@ def agreement(world, panel: list[Labeler], n: int = 400, seed: int = 0) -> float
     for prompt, pair in comparison_pairs(world, panel, n, rng):
         a, b = rng.sample(panel, 2)
         ra, rb = a.rank(prompt, pair, rng), b.rank(prompt, pair, rng)
-        agree += (ra[0] < ra[1]) == (rb[0] < rb[1])
+        agree += _pick(ra) == _pick(rb)
     return agree / n
+
+
+def _pick(ranking: list[int]) -> int:
+    """1 if the first of a pair is ranked better, -1 if the second, 0 on a tie (two labelers who tie agree)."""
+    return (ranking[0] < ranking[1]) - (ranking[0] > ranking[1])
 
 
 def comparison_pairs(world, panel: list[Labeler], n: int, rng: random.Random):
@@ -151,11 +170,10 @@ def agreement_matrix(world, panel: list[Labeler], n: int = 300, seed: int = 0) -
     """(ids, M) with M[i][j] the share of the same n comparisons on which labelers i and j pick the same winner
     (every labeler judges every comparison once, so the diagonal is 1)."""
     rng = random.Random(f"igpt-world-agreement-matrix-{seed}")
-    picks = [[] for _ in panel]  # picks[i][s]: does labeler i prefer the first response of sample s
+    picks = [[] for _ in panel]  # picks[i][s]: labeler i's _pick on sample s
     for prompt, pair in comparison_pairs(world, panel, n, rng):
         for i, lab in enumerate(panel):
-            r = lab.rank(prompt, pair, rng)
-            picks[i].append(r[0] < r[1])
+            picks[i].append(_pick(lab.rank(prompt, pair, rng)))
     m = [[sum(a == b for a, b in zip(pi, pj)) / n for pj in picks] for pi in picks]
     return [lab.id for lab in panel], m
 

@@ -1,0 +1,66 @@
+"""Re-rank a run's sampled completions with other labelers, then train the reward model and probe it.
+
+    python docs/experiments/rerank.py SRC NAME MARGIN NOISE [overrides...]
+
+Copies runs/SRC's world, data, tokenizer, base and SFT model into runs/NAME, sets the world's labelers to
+`labeler_tie_margin=MARGIN` and `labeler_noise=NOISE`, and has them rank the very completions runs/SRC sampled
+(labels/rankings.jsonl; each prompt with the same labeler and the random stream of the rankings stage at run seed 0,
+whatever seed the overrides give the RM), so two runs differ only by their labels and the RM's own seed. Then `igpt
+rm` (with the overrides, e.g. seed=1) and `igpt probe` with seed 0: the same 200 prompts x 16 SFT samples as the
+default run's probe. Used in the sixth session of docs/experiments/2026-12-06-mini-world.md.
+"""
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from igpt import reward
+from igpt.config import load_config
+from igpt.rankings import _rng, dense, store_path
+from igpt.rankings_store import RankingStore
+from igpt.world import load as load_world
+
+COPIED = ["data", "base", "tokenizer", "base_metrics.jsonl", "igpt.json", "world", "sft", "sft_metrics.jsonl"]
+
+
+def main(src: str, name: str, margin: float, noise: float, overrides: list[str]) -> None:
+    runs = Path("runs")
+    if (runs / name).exists():
+        shutil.rmtree(runs / name)
+    (runs / name).mkdir(parents=True)
+    for item in COPIED:
+        p = runs / src / item
+        if p.is_dir():
+            shutil.copytree(p, runs / name / item)
+        elif p.exists():
+            shutil.copy(p, runs / name / item)
+    shutil.rmtree(runs / name / "data" / "rankings", ignore_errors=True)
+    world_cfg = runs / name / "world" / "world_config.json"
+    stored = json.loads(world_cfg.read_text())
+    stored.update(labeler_tie_margin=margin, labeler_noise=noise)
+    world_cfg.write_text(json.dumps(stored, indent=1))
+
+    world = {"labeler_tie_margin": margin, "labeler_noise": noise}
+    base = [f"run_dir=runs/{name}"] + [f"world.{k}={v}" for k, v in world.items()]
+    cfg = load_config("tiny", overrides=base + overrides)
+    label_cfg = load_config("tiny", overrides=base)  # the labels' random streams are the rankings stage's (seed 0)
+    w = load_world(cfg.path / "world")
+    panel = {lab.id: lab for lab in w.train_panel}
+    store = RankingStore(store_path(cfg))
+    for rec in RankingStore(runs / src / "labels" / "rankings.jsonl").records():
+        rec = dict(rec)
+        rec["ranking"] = dense(panel[rec["labeler_id"]].rank(rec["prompt"], rec["completions"],
+                                                             _rng(label_cfg, rec["id"], "train")))
+        store.append(rec)
+    t0 = time.time()
+    reward.train(cfg)
+    t1 = time.time()
+    probe_cfg = load_config("tiny", overrides=base + [o for o in overrides if not o.startswith("seed=")] + ["seed=0"])
+    reward.probe(probe_cfg)
+    print(f"[rerank] rm {t1 - t0:.0f} s, probe {time.time() - t1:.0f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5:])
