@@ -54,7 +54,7 @@ class WorldConfig:
     n_train_labelers: int = 8  # the training panel (the paper hired ~40)
     n_heldout_labelers: int = 4  # the held-out panel used only for evaluation (paper §3.4)
     labeler_noise: float = 0.06  # Plackett-Luce temperature on utility; two training labelers then agree on ~75% of the pairs of ranked model outputs (paper: 72.6 ± 1.5% among training labelers, 77.3 ± 1.3% among held-out ones, §3.4; docs/experiments/2026-12-06-mini-world.md)
-    labeler_tie_margin: float = 0.0  # a labeler ties two completions whose utilities (its own) differ by less than this: one shared rank, no comparison for the RM (igpt; 0 = never. At tiny, 0.01 turns 24 % of the ranked pairs into ties and then needs labeler_noise 0.12 for ~78 % agreement, which left the seed-0 RM's best-of-16 gain smaller: off; docs/experiments/2026-12-06-mini-world.md)
+    labeler_tie_margin: float = 0.0  # a labeler gives a completion the rank of the one before it in its sampled order when its utility (its own) is within this of the first of that group: a tie, no comparison for the RM (igpt; 0 = never. At tiny, 0.01 ties about a quarter of the ranked pairs; gate 1's agreement then needs labeler_noise ~0.12 (78 % with run seed 0, 77-82 % with others), which left the seed-0 RM's best-of-16 gain smaller: off; docs/experiments/2026-12-06-mini-world.md)
 
 
 @dataclass

@@ -104,8 +104,9 @@ def pair_agreement(rankings_a: list[list[int]], rankings_b: list[list[int]]) -> 
 
 def bayes_accuracy(w, rows: list[dict]) -> float:
     """The accuracy of a perfect RM against the held-out labelers on these pairs: each labeler ranks by
-    Plackett-Luce on utility / noise, so it prefers a to b with probability σ((u_a − u_b) / noise). Pairs the
-    labeler ties (utilities closer than its tie_margin) give no comparison and are left out, as in `accuracy`."""
+    Plackett-Luce on utility / noise, so it prefers a to b with probability σ((u_a − u_b) / noise). With a
+    tie_margin, pairs closer than it are left out as ties, as in `accuracy` (an approximation: the labeler ties
+    within its sampled order's groups, so a few of those pairs are ordered and a few wider ones tied)."""
     panel = {lab.id: lab for lab in w.heldout_panel}
     total = n = 0.0
     for r in rows:

@@ -404,7 +404,7 @@ def test_panels_rank_and_rate(world):
 def test_a_tie_margin_gives_answers_of_equal_utility_one_rank(world):
     """Hand case: two right answers (utility 1.0 each) and two that miss (0.597 each, this labeler's weights). With
     tie_margin 0.01 each pair shares a rank and only the four cross pairs are comparisons; with 0 there is no
-    tie. Two labelers who both tie a pair agree on it (world.agreement)."""
+    tie. A tie against a tie counts as agreement in world.agreement (_pick)."""
     from igpt.rankings import dense, ordered_pairs
     from igpt.world.labelers import _pick
 

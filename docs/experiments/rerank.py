@@ -5,9 +5,11 @@
 Copies runs/SRC's world, data, tokenizer, base and SFT model into runs/NAME, sets the world's labelers to
 `labeler_tie_margin=MARGIN` and `labeler_noise=NOISE`, and has them rank the very completions runs/SRC sampled
 (labels/rankings.jsonl; each prompt with the same labeler and the random stream of the rankings stage at run seed 0,
-whatever seed the overrides give the RM), so two runs differ only by their labels and the RM's own seed. Then `igpt
-rm` (with the overrides, e.g. seed=1) and `igpt probe` with seed 0: the same 200 prompts x 16 SFT samples as the
-default run's probe. Used in the sixth session of docs/experiments/2026-12-06-mini-world.md.
+whatever seed the overrides give the RM), so the training labels differ only by the labelers. Then `igpt rm` (with
+the overrides, e.g. seed=1) and `igpt probe` with seed 0: the same 200 prompts x 16 SFT samples as the default run's
+probe. The rankings stage inside `igpt rm` draws the validation prompts' held-out and second-labeler rankings with
+the run's seed, as a pipeline run with that seed would: the held-out yardstick and the training panel's agreement
+change with seed=. Used in the sixth session of docs/experiments/2026-12-06-mini-world.md.
 """
 
 import json
@@ -47,9 +49,21 @@ def main(src: str, name: str, margin: float, noise: float, overrides: list[str])
     cfg = load_config("tiny", overrides=base + overrides)
     label_cfg = load_config("tiny", overrides=base)  # the labels' random streams are the rankings stage's (seed 0)
     w = load_world(cfg.path / "world")
+    # the world's files that describe its labelers, rewritten for the new ones (the RM's summary reads the agreement)
+    (cfg.path / "world" / "labelers.json").write_text(json.dumps(
+        {"noise": noise, "tie_margin": margin, "train": [lab.to_dict() for lab in w.train_panel],
+         "heldout": [lab.to_dict() for lab in w.heldout_panel]}, indent=1))
+    summary_file = cfg.path / "world" / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    summary["agreement"] = {"train_panel": w.agreement(w.train_panel, n=2000),
+                            "heldout_panel": w.agreement(w.heldout_panel, n=2000), "n": 2000}
+    summary_file.write_text(json.dumps(summary, indent=1))
     panel = {lab.id: lab for lab in w.train_panel}
     store = RankingStore(store_path(cfg))
-    for rec in RankingStore(runs / src / "labels" / "rankings.jsonl").records():
+    source = RankingStore(runs / src / "labels" / "rankings.jsonl")
+    for prompt_id in source.skipped_ids():  # prompts with fewer than two completions stay skipped
+        store.skip(prompt_id)
+    for rec in source.records():
         rec = dict(rec)
         rec["ranking"] = dense(panel[rec["labeler_id"]].rank(rec["prompt"], rec["completions"],
                                                              _rng(label_cfg, rec["id"], "train")))

@@ -4,11 +4,13 @@ Each labeler weighs the gold score's four dimensions a little differently (weigh
 weights) and is noisy: `rank` samples a Plackett-Luce ranking with logits utility / labeler_noise (the
 Gumbel trick: sort by utility / noise + Gumbel noise). `agreement` measures how often two labelers agree.
 
-With `tie_margin` > 0 a labeler gives two completions whose utilities (its own) differ by less than the margin
-one shared rank: a tie, which gives the reward model no comparison. Without it, two answers that fail the task
-in the same way (two stories about the wrong person score the same) are put in a random order, a coin flip no
-reward model can learn: at a margin of 0.01, 24 % of the pairs in the tiny run's rankings are ties. Off by
-default (docs/experiments/2026-12-06-mini-world.md, sixth session, says what it changed and why it is off).
+With `tie_margin` > 0 a labeler ties answers it finds equally good: walking its sampled order, a completion whose
+utility (its own) is within the margin of the first completion of the current group joins the group and shares
+its rank, which gives the reward model no comparison. (Two equal answers with a worse one sampled between them
+are therefore not tied.) Without it, two answers that fail the task in the same way (two stories about the wrong
+person score the same) are put in a random order, a coin flip no reward model can learn: at a margin of 0.01
+about a quarter of the pairs in the tiny run's rankings are ties. Off by default
+(docs/experiments/2026-12-06-mini-world.md, sixth session, says what it changed and why it is off).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Labeler:
     noise: float  # Plackett-Luce temperature
     style: int  # which phrasings this labeler uses in demonstrations (0, 1, 2)
     world: object = field(repr=False, compare=False, default=None)
-    tie_margin: float = 0.0  # completions whose utilities differ by less than this share a rank (0: never a tie)
+    tie_margin: float = 0.0  # a completion within this of its group's first (sampled order) shares its rank; 0: never
 
     def utility(self, prompt: str, response: str) -> float:
         sc = self.world.score(prompt, response)
@@ -129,7 +131,8 @@ def corrupt(world, prompt: str, response: str, kind: str, rng: random.Random) ->
 
 
 def agreement(world, panel: list[Labeler], n: int = 400, seed: int = 0) -> float:
-    """Share of pairwise comparisons on which two different labelers agree (paper: ~73%).
+    """Share of pairwise comparisons on which two different labelers agree (paper: ~73%); two ties agree, a tie
+    and a pick do not (the rankings stage's pair_agreement instead leaves out a pair either labeler ties).
 
     Each sample: a prompt from the pool, two candidates each drawn from (a labeler's demonstration, or a
     demonstration corrupted one way), two labelers who each pick the better one."""
