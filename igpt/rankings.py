@@ -310,16 +310,9 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
     if w is not None and not imported:
         for rec in (rec for s in SPLITS for rec in splits[s]):
             rec["gold"] = [w.score(rec["prompt"], c).overall for c in rec["completions"]]
-        # the held-out panel ranks the same validation completions: does the RM generalise to labelers it never saw
+        heldout, second = second_opinions(cfg, w, splits["validation"], order)
         for rec in splits["validation"]:
-            other = w.heldout_panel[order[rec["id"]] % len(w.heldout_panel)]
-            rec["heldout_ranking"] = dense(other.rank(rec["prompt"], rec["completions"],
-                                                      _rng(cfg, rec["id"], "heldout")))
-            rec["heldout_labeler_id"] = other.id
-        # and a second labeler of the training panel: the paper's inter-labeler agreement (72.6 ± 1.5 %, §3.4) was
-        # measured on ranked model outputs like these, which is what world.labeler_noise is calibrated against
-        second = {rec["id"]: dense(w.train_panel[(order[rec["id"]] + 1) % len(w.train_panel)].rank(
-            rec["prompt"], rec["completions"], _rng(cfg, rec["id"], "second"))) for rec in splits["validation"]}
+            rec["heldout_labeler_id"], rec["heldout_ranking"] = heldout[rec["id"]]
         share, n = pair_agreement([r["ranking"] for r in splits["validation"]],
                                   [second[r["id"]] for r in splits["validation"]])
         stats["agreement_train_panel"] = {"share": share, "pairs": n}
@@ -329,6 +322,24 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
     _export(out_path(cfg), splits, summary)
     print(f"[igpt] rankings: {summary['sizes']} ({source})")
     return out_path(cfg)
+
+
+def second_opinions(cfg: RunConfig, w, rows: list[dict], order: dict[str, int]) -> tuple[dict, dict]:
+    """({id: (labeler_id, ranking)}, {id: ranking}): other labelers' rankings of the same completions.
+
+    The held-out panel's: does the RM generalise to labelers it never saw? And a second labeler of the training
+    panel's: the paper's inter-labeler agreement (72.6 ± 1.5 %, §3.4) was measured on ranked model outputs like
+    these, which is what world.labeler_noise is calibrated against. `order` numbers every RM prompt, as in
+    `collect`; each ranking draws from its own per-prompt stream."""
+    heldout, second = {}, {}
+    for rec in rows:
+        i = order[rec["id"]]
+        other = w.heldout_panel[i % len(w.heldout_panel)]
+        heldout[rec["id"]] = (other.id, dense(other.rank(rec["prompt"], rec["completions"],
+                                                         _rng(cfg, rec["id"], "heldout"))))
+        second[rec["id"]] = dense(w.train_panel[(i + 1) % len(w.train_panel)].rank(
+            rec["prompt"], rec["completions"], _rng(cfg, rec["id"], "second")))
+    return heldout, second
 
 
 def _describe(splits: dict[str, list[dict]], w) -> dict:

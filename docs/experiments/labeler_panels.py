@@ -21,7 +21,7 @@ import datasets
 
 from igpt.config import WorldConfig, load_config
 from igpt.evaluate import pairwise_outcomes
-from igpt.rankings import _rng, dense, pair_agreement
+from igpt.rankings import _rng, dense, pair_agreement, second_opinions
 from igpt.world import World
 
 
@@ -42,10 +42,8 @@ def main(run: Path, settings: list[tuple[float, float]]) -> None:
             first = {lab.id: lab for lab in w.train_panel}
             a = [dense(first[r["labeler_id"]].rank(r["prompt"], r["completions"], _rng(cfg, r["id"], "train")))
                  for r in val]
-            b = [dense(w.train_panel[(order[r["id"]] + 1) % len(w.train_panel)].rank(
-                r["prompt"], r["completions"], _rng(cfg, r["id"], "second"))) for r in val]
-            h = [dense(w.heldout_panel[order[r["id"]] % len(w.heldout_panel)].rank(
-                r["prompt"], r["completions"], _rng(cfg, r["id"], "heldout"))) for r in val]
+            heldout, second = second_opinions(cfg, w, val, order)
+            b, h = [second[r["id"]] for r in val], [heldout[r["id"]][1] for r in val]
             line.append(f"seed {seed} agreement train panel {pair_agreement(a, b)[0]:.3f}, "
                         f"train vs held-out {pair_agreement(a, h)[0]:.3f};")
             if seed == 0 and samples:

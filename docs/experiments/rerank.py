@@ -12,6 +12,7 @@ the run's seed, as a pipeline run with that seed would: the held-out yardstick a
 change with seed=. Used in the sixth session of docs/experiments/2026-12-06-mini-world.md.
 """
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -19,12 +20,13 @@ import time
 from pathlib import Path
 
 from igpt import reward
-from igpt.config import load_config
+from igpt.config import WorldConfig, load_config
 from igpt.rankings import _rng, dense, store_path
 from igpt.rankings_store import RankingStore
+from igpt.world import build as build_world
 from igpt.world import load as load_world
 
-COPIED = ["data", "base", "tokenizer", "base_metrics.jsonl", "igpt.json", "world", "sft", "sft_metrics.jsonl"]
+COPIED = ["data", "base", "tokenizer", "base_metrics.jsonl", "igpt.json", "sft", "sft_metrics.jsonl"]
 
 
 def main(src: str, name: str, margin: float, noise: float, overrides: list[str]) -> None:
@@ -39,25 +41,17 @@ def main(src: str, name: str, margin: float, noise: float, overrides: list[str])
         elif p.exists():
             shutil.copy(p, runs / name / item)
     shutil.rmtree(runs / name / "data" / "rankings", ignore_errors=True)
-    world_cfg = runs / name / "world" / "world_config.json"
-    stored = json.loads(world_cfg.read_text())
-    stored.update(labeler_tie_margin=margin, labeler_noise=noise)
-    world_cfg.write_text(json.dumps(stored, indent=1))
+    # the same world with other labelers (nothing else in it depends on them), built afresh so that its files
+    # (labelers.json, the agreement in summary.json, which the RM's summary reads) describe the new labelers
+    fields = {f.name for f in dataclasses.fields(WorldConfig)}
+    stored = {k: v for k, v in json.loads((runs / src / "world" / "world_config.json").read_text()).items()
+              if k in fields}
+    build_world(WorldConfig(**{**stored, "labeler_tie_margin": margin, "labeler_noise": noise}), runs / name / "world")
 
-    world = {"labeler_tie_margin": margin, "labeler_noise": noise}
-    base = [f"run_dir=runs/{name}"] + [f"world.{k}={v}" for k, v in world.items()]
+    base = [f"run_dir=runs/{name}", f"world.labeler_tie_margin={margin}", f"world.labeler_noise={noise}"]
     cfg = load_config("tiny", overrides=base + overrides)
     label_cfg = load_config("tiny", overrides=base)  # the labels' random streams are the rankings stage's (seed 0)
     w = load_world(cfg.path / "world")
-    # the world's files that describe its labelers, rewritten for the new ones (the RM's summary reads the agreement)
-    (cfg.path / "world" / "labelers.json").write_text(json.dumps(
-        {"noise": noise, "tie_margin": margin, "train": [lab.to_dict() for lab in w.train_panel],
-         "heldout": [lab.to_dict() for lab in w.heldout_panel]}, indent=1))
-    summary_file = cfg.path / "world" / "summary.json"
-    summary = json.loads(summary_file.read_text())
-    summary["agreement"] = {"train_panel": w.agreement(w.train_panel, n=2000),
-                            "heldout_panel": w.agreement(w.heldout_panel, n=2000), "n": 2000}
-    summary_file.write_text(json.dumps(summary, indent=1))
     panel = {lab.id: lab for lab in w.train_panel}
     store = RankingStore(store_path(cfg))
     source = RankingStore(runs / src / "labels" / "rankings.jsonl")
