@@ -124,6 +124,7 @@ class RewardConfig:
     base_candidates: int = 0  # of the K, how many the pretrained base model samples instead of SFT: the RM then also sees continuations, toxic words, rambling (igpt; the paper ranked outputs of several models)
     low_temp_candidates: int = 0  # of the K, how many SFT samples at reward.low_temperature, nearer its greedy answer (igpt; several sources per prompt as in §3.1)
     swap_candidates: int = 0  # of the K, how many are SFT's answer to a sibling prompt (the same prompt about another person, town or animal): off topic here, so the RM must read the prompt to rank it (igpt)
+    mirror_swaps: int = 0  # for each training prompt whose swap candidate answers a sibling prompt, a second ranking under that sibling prompt of the swap candidate and this many of the prompt's own best-ranked completions, by the same labeler (needs reward.swap_candidates >= 1): the same texts change order when only the prompt changes, which nothing but reading the prompt can fit; 0 = off (igpt; docs/experiments/2026-12-06-mini-world.md, seventh session)
     temperature: float = 1.0  # sampling temperature for the K completions
     low_temperature: float = 0.7  # sampling temperature of the reward.low_temp_candidates
     max_new_tokens: int = 48  # length bound of each completion

@@ -17,7 +17,15 @@ held-out labelers is what the paper reports.
     data/rankings/summary.json                  source, counts, ties, gold score by rank, labeler agreement
                                                 (agreement_train_panel: a second training labeler on the
                                                 validation completions); candidate_mix, and candidates_by_source /
-                                                ranked_best_by_source counted over what this process sampled
+                                                ranked_best_by_source counted over what this process sampled;
+                                                mirror_rankings (below)
+
+With reward.mirror_swaps = N > 0 a training prompt whose swap candidate answers a sibling prompt (the same prompt
+about another subject) gets a second, "mirror" ranking by the same labeler, stored under the id "<id>/mirror" and
+added to the train split: under the sibling prompt, the swap candidate and the prompt's N best-ranked completions
+(`mirror_ranking`). Under its own prompt the swap candidate is off topic and ranked low; under the sibling prompt it
+is the one on topic. The same texts change order when only the prompt changes, so no feature of the completion
+alone fits both rankings: only reading the prompt does.
 
 `gold` (the world's gold score of each completion) is for the notebook's explorer only: the reward model never
 sees it. When the user supplied rankings (data.rankings_file -> data/rankings_import) those are exported instead
@@ -178,10 +186,31 @@ def sibling_prompt(w, prompt: str, rng: random.Random) -> str | None:
     return re.sub(rf"\b{s}\b", other, prompt)
 
 
+def mirror_id(prompt_id: str) -> str:
+    return f"{prompt_id}/mirror"
+
+
+def mirror_ranking(cfg: RunConfig, labeler, prompt: dict, sibling: str, drawn: list[tuple[str, str]],
+                   ranking: list[int]) -> dict | None:
+    """The mirror record of a ranked prompt (reward.mirror_swaps): under `sibling`, the prompt's swap candidates
+    and its reward.mirror_swaps best-ranked own completions, ranked by the same labeler. `drawn` holds the ranked
+    (completion, source) pairs, `ranking` their ranks. None when there is no swap candidate or nothing to compare.
+    E.g. "write a short story about karek." -> under "... about tolan.": [the story about tolan, karek's best]."""
+    swaps = [i for i, (_, src) in enumerate(drawn) if src == "swap"]
+    own = sorted((i for i, (_, src) in enumerate(drawn) if src != "swap"), key=lambda i: ranking[i])
+    picked = swaps + own[:cfg.reward.mirror_swaps]
+    if not swaps or len(picked) < 2:
+        return None
+    completions = [drawn[i][0] for i in picked]
+    return {"id": mirror_id(prompt["id"]), "prompt": sibling, "completions": completions,
+            "ranking": dense(labeler.rank(sibling, completions, _rng(cfg, prompt["id"], "mirror"))),
+            "labeler_id": labeler.id, "category": prompt["category"]}
+
+
 def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: RankingStore,
-                    order: dict[str, int]) -> dict:
+                    order: dict[str, int], mirrored: set[str] = frozenset()) -> dict:
     """Sample K completions for each prompt not yet in the store (from the sources of `candidate_mix`), rank them,
-    append one record per prompt.
+    append one record per prompt (and, first, the mirror record of each prompt in `mirrored` that has one).
 
     Prompts are taken in chunks of SEQUENCES_PER_BATCH // K, so each source's generate() call samples a batch. A
     record is appended as soon as its ranking exists, so a crash loses at most one chunk of sampling. The chunks
@@ -199,7 +228,7 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
              "resumed_from": sum(p["id"] in done for p in prompts), "sample_seconds": 0.0,
              "base_candidates": mix["base"], "candidate_mix": mix,
              "ranked_best_by_source": {k: 0 for k, n in mix.items() if n},
-             "candidates_by_source": {k: 0 for k, n in mix.items() if n}}
+             "candidates_by_source": {k: 0 for k, n in mix.items() if n}, "mirror_rankings_made": 0}
     if not todo:
         return stats
     model, tokenizer = _load_policy(cfg)
@@ -220,10 +249,10 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
         asked = [p["prompt"] for p in chunk]
         sft = draw(model, asked, mix["sft"], r.temperature, seed)
         low = draw(model, asked, mix["sft_low"], r.low_temperature, seed + 2)
-        swapped = [[] for _ in chunk]
+        swapped, siblings = [[] for _ in chunk], [None for _ in chunk]
         if mix["swap"]:  # SFT's answers to each prompt's sibling (or, with no subject to swap, to the next prompt)
-            sib = [sibling_prompt(panel[0].world, p["prompt"], _rng(cfg, p["id"], "sibling")) or
-                   asked[(i + 1) % len(chunk)] for i, p in enumerate(chunk)]
+            siblings = [sibling_prompt(panel[0].world, p["prompt"], _rng(cfg, p["id"], "sibling")) for p in chunk]
+            sib = [s or asked[(i + 1) % len(chunk)] for i, s in enumerate(siblings)]
             swapped = [t if q != p else [] for t, q, p in zip(draw(model, sib, mix["swap"], r.temperature, seed + 3),
                                                                sib, asked)]
         based = [[] for _ in chunk]
@@ -246,6 +275,12 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
                 stats["skipped_too_few"] += 1
                 continue
             ranking = dense(labeler.rank(p["prompt"], completions, _rng(cfg, p["id"], "train")))
+            mirror = (mirror_ranking(cfg, labeler, p, siblings[i], drawn, ranking)
+                      if r.mirror_swaps and siblings[i] and p["id"] in mirrored else None)
+            if mirror is not None:
+                # stored before its prompt's record, so a resumed collection that finds the prompt done finds its
+                # mirror too (append returns False and writes nothing when the mirror is already stored)
+                stats["mirror_rankings_made"] += store.append(mirror)
             for (_, src), rank in zip(drawn, ranking):
                 stats["candidates_by_source"][src] += 1
                 stats["ranked_best_by_source"][src] += rank == 0
@@ -297,10 +332,22 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
         order = {p["id"]: i for i, p in enumerate(rows["train"] + rows["validation"])}
         labelers = w.train_panel if panel == "train" else w.heldout_panel
         store = RankingStore(store_path(cfg))
-        stats = sample_and_rank(cfg, rows["train"] + rows["validation"], labelers, store, order)
+        stats = sample_and_rank(cfg, rows["train"] + rows["validation"], labelers, store, order,
+                                {p["id"] for p in rows["train"]})
         by_id = {rec["id"]: rec for rec in store.records()}
         splits = {s: [by_id[p["id"]] for p in rows[s] if p["id"] in by_id] for s in SPLITS}
-        stats["store_records_not_rm_prompts"] = len(by_id.keys() - order.keys())  # widget rankings of other prompts
+        mirrors = [by_id[mirror_id(p["id"])] for p in rows["train"]
+                   if cfg.reward.mirror_swaps and p["id"] in by_id and mirror_id(p["id"]) in by_id]
+        splits["train"] += mirrors
+        stats["mirror_rankings"] = {  # swap_first: the (first) swap candidate ranked alone first under its prompt
+            "n": len(mirrors), "swap_first": (sum(m["ranking"][0] == 0 and m["ranking"].count(0) == 1
+                                                  for m in mirrors) / len(mirrors)) if mirrors else None}
+        if cfg.reward.mirror_swaps and not mirrors:
+            print(f"[igpt] rankings: reward.mirror_swaps={cfg.reward.mirror_swaps} but {store.path} holds no mirror "
+                  "rankings: they are made when a prompt is sampled (with reward.swap_candidates >= 1). To make "
+                  f"them for this run, delete {store.path} and {out_path(cfg)} and collect again")
+        stats["store_records_not_rm_prompts"] = len(  # widget rankings of other prompts
+            {i for i in by_id if not i.endswith("/mirror")} - order.keys())
         source = (f"sampled from {cfg.path / 'sft'} (K={cfg.reward.k}, {mix['base']} of them from the base model, "
                   f"{mix['sft_low']} from SFT at T={cfg.reward.low_temperature}, {mix['swap']} SFT answers to "
                   f"another prompt), ranked by the {panel} panel")

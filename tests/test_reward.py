@@ -272,7 +272,7 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
         rankings.collect(igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.swap_candidates=3",
                                                                          "reward.low_temp_candidates=1"]))
     c = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.low_temp_candidates=1",
-                                                        "reward.swap_candidates=1"])
+                                                        "reward.swap_candidates=1", "reward.mirror_swaps=1"])
     assert rankings.candidate_mix(c.reward) == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1}
     rankings.collect(c)
     summary = json.loads((rankings.out_path(c) / "summary.json").read_text())
@@ -300,6 +300,52 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
         want = [t1[2 * i], t1[2 * i + 1], low[i]] + ([swap[i]] if sib[i] != ask[i] else [])
         assert sorted(t for t in want if t.strip()) == sorted(by_id[p["id"]]["completions"]), p["prompt"]
     assert summary["candidates_by_source"]["swap"] > 0
+    # reward.mirror_swaps=1: a train prompt with a sibling gets a mirror ranking under the sibling prompt of its
+    # swap candidate and its own best-ranked completion, by the same labeler, in the train split only
+    train = [json.loads(line) for line in (rankings.out_path(c) / "train.jsonl").read_text().splitlines()]
+    mirrors = {r["id"]: r for r in train if r["id"].endswith("/mirror")}
+    assert summary["mirror_rankings"]["n"] == len(mirrors) > 0 and 0 <= summary["mirror_rankings"]["swap_first"] <= 1
+    train_ids = {p["id"] for p in prompts["train"]}
+    assert {i.removesuffix("/mirror") for i in mirrors} <= train_ids
+    panel = {lab.id: lab for lab in w.train_panel}
+    checked = 0
+    for i, p in enumerate(chunk):
+        m = mirrors.get(rankings.mirror_id(p["id"]))
+        if p["id"] not in train_ids or sib[i] == ask[i] or not swap[i].strip():
+            assert m is None, p["prompt"]
+            continue
+        rec = by_id[p["id"]]
+        own = [(rank, t) for t, rank in zip(rec["completions"], rec["ranking"]) if t != swap[i]]
+        assert m["prompt"] == sib[i] and m["completions"][0] == swap[i] and len(m["completions"]) == 2
+        assert m["completions"][1] in [t for rank, t in own if rank == min(own)[0]]
+        assert m["labeler_id"] == rec["labeler_id"] and m["ranking"] == rankings.dense(panel[m["labeler_id"]].rank(
+            sib[i], m["completions"], rankings._rng(c, p["id"], "mirror")))
+        checked += 1
+    assert checked > 0
+
+
+def test_a_mirror_ranking_puts_the_swap_candidate_beside_the_prompts_best_answers():
+    """Hand case: completions a (sft, rank 1), b (swap, rank 2), c (sft_low, rank 0). The mirror ranking under the
+    sibling prompt holds b first, then the reward.mirror_swaps best-ranked of the others (c, then a), ranked by the
+    same labeler; with no swap candidate, or nothing to compare, there is none."""
+    class Labeler:
+        id = "L1"
+
+        def rank(self, prompt, completions, rng):
+            return list(range(len(completions)))[::-1]  # reverses the order it is shown: a ranking, not a copy
+
+    drawn, ranking = [("a", "sft"), ("b", "swap"), ("c", "sft_low")], [1, 2, 0]
+    prompt = {"id": "p7", "prompt": "write a short story about mira.", "category": "generation"}
+    cfg = igpt.load_config("tiny", smoke=True, overrides=["reward.mirror_swaps=1"])
+    m = rankings.mirror_ranking(cfg, Labeler(), prompt, "write a short story about tolan.", drawn, ranking)
+    assert m == {"id": "p7/mirror", "prompt": "write a short story about tolan.", "completions": ["b", "c"],
+                 "ranking": [1, 0], "labeler_id": "L1", "category": "generation"}
+    cfg.reward.mirror_swaps = 2
+    m = rankings.mirror_ranking(cfg, Labeler(), prompt, "write a short story about tolan.", drawn, ranking)
+    assert m["completions"] == ["b", "c", "a"] and m["ranking"] == [2, 1, 0]
+    assert rankings.mirror_ranking(cfg, Labeler(), prompt, "x", [("a", "sft"), ("c", "sft_low")], [1, 0]) is None
+    cfg.reward.mirror_swaps = 0
+    assert rankings.mirror_ranking(cfg, Labeler(), prompt, "x", drawn, ranking) is None
 
 
 def test_probe_reports_best_of_n_swaps_and_shortcuts(run):
