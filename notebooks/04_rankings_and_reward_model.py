@@ -237,13 +237,14 @@ print(f"prompt swap {pct(probe['prompt_swap']['share'])}, entity swap {pct(probe
 # learns to check the subject's name (entity swap) and to pick better answers than SFT's greedy one is decided by its
 # training trajectory. On world 0 in December 2026, of RM seeds 0 to 6 on the default run's rankings only seed 0's
 # beat SFT's greedy answer (seeds 4 and 5 learned to check the name and still did not). No setting tried changed
-# those odds much: not an RM 2.5x the policy's size (for seed 1), nor labelers who tie equally good answers
-# (`world.labeler_tie_margin`: two of seven seeds then), nor mirror rankings that show the RM the same answers under
-# two prompts (`reward.mirror_swaps`: accuracy up 2-3 points on average, and still at most one seed of four beat
-# SFT's greedy answer). At the end of training the accuracy against the training panel's validation rankings ranked the best seed
-# first in each of these sets; `reward.restarts=3` chooses among three starts earlier, after
-# `reward.restart_steps` steps, and found seed 0 at step 180 of 728 by 0.4 points and missed it at step 90
-# (`docs/experiments/2026-12-06-mini-world.md`, third to seventh sessions).
+# those odds much on world 0: not an RM 2.5x the policy's size (for seed 1), nor labelers who tie equally good
+# answers (`world.labeler_tie_margin`: two of seven seeds then), nor mirror rankings that show the RM the same
+# answers under two prompts (`reward.mirror_swaps`: accuracy up 2-3.5 points on average, and still at most one seed
+# of four beat SFT's greedy answer; on world 1 they made two of four seeds do so, where none of six had). At the end
+# of training the accuracy against the training panel's validation rankings ranked the best seed first in each of
+# these sets; `reward.restarts=3` chooses among three starts earlier, after `reward.restart_steps` steps, and found
+# seed 0 at step 180 of 728 by 0.4 points and missed it at step 90 (`docs/experiments/2026-12-06-mini-world.md`,
+# third to seventh sessions).
 
 # %% [markdown]
 # ## Explore the reward distribution

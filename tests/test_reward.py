@@ -311,7 +311,8 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
     checked = 0
     for i, p in enumerate(chunk):
         m = mirrors.get(rankings.mirror_id(p["id"]))
-        if p["id"] not in train_ids or sib[i] == ask[i] or not swap[i].strip():
+        sibling = rankings.sibling_prompt(w, ask[i], rankings._rng(c, p["id"], "sibling"))  # None: the next prompt
+        if p["id"] not in train_ids or sibling is None or not swap[i].strip():
             assert m is None, p["prompt"]
             continue
         rec = by_id[p["id"]]
