@@ -22,21 +22,22 @@ import re
 import shutil
 import sys
 import time
-from pathlib import Path
 
 import datasets
+from rerank import copy_run  # docs/experiments/rerank.py, beside this script
 
 from igpt import rankings, reward
 from igpt.config import load_config
 from igpt.io import write_json, write_jsonl
-from igpt.rankings import _rng, dense, sibling_prompt
+from igpt.rankings import _rng, sibling_prompt
 from igpt.world import load as load_world
 
 COPIED = ["world", "data", "base", "tokenizer", "base_metrics.jsonl", "igpt.json", "sft", "sft_metrics.jsonl",
           "labels"]
 
 
-def mirror_rows(cfg, label_cfg, w, rows: list[dict], n_own: int) -> tuple[list[dict], dict]:
+def mirror_rows(label_cfg, w, rows: list[dict]) -> tuple[list[dict], dict]:
+    """The mirror rankings of `rows` (rankings.mirror_ranking), with the swap candidate found by the sibling's name."""
     panel = {lab.id: lab for lab in w.train_panel}
     out, stats = [], {"no_sibling": 0, "swap_not_found": 0, "mirrored": 0}
     for rec in rows:
@@ -50,29 +51,15 @@ def mirror_rows(cfg, label_cfg, w, rows: list[dict], n_own: int) -> tuple[list[d
         if len(hits) != 1:
             stats["swap_not_found"] += 1
             continue
-        swap = hits[0]
-        own = sorted((i for i in range(len(rec["completions"])) if i != swap), key=lambda i: rec["ranking"][i])
-        comps = [rec["completions"][swap]] + [rec["completions"][i] for i in own[:n_own]]
-        ranking = dense(panel[rec["labeler_id"]].rank(sib, comps, _rng(label_cfg, rec["id"], "mirror")))
-        out.append({"id": f"{rec['id']}m", "prompt": sib, "completions": comps, "ranking": ranking,
-                    "labeler_id": rec["labeler_id"], "category": rec["category"],
-                    "gold": [w.score(sib, c).overall for c in comps]})
+        drawn = [(c, "swap" if i == hits[0] else "sft") for i, c in enumerate(rec["completions"])]
+        m = rankings.mirror_ranking(label_cfg, panel[rec["labeler_id"]], rec, sib, drawn, rec["ranking"])
+        out.append({**m, "gold": [w.score(sib, c).overall for c in m["completions"]]})
         stats["mirrored"] += 1
     return out, stats
 
 
 def main(src: str, name: str, n_own: int, overrides: list[str]) -> None:
-    runs = Path("runs")
-    if (runs / name).exists():
-        shutil.rmtree(runs / name)
-    (runs / name).mkdir(parents=True)
-    for item in COPIED:
-        p = runs / src / item
-        if p.is_dir():
-            shutil.copytree(p, runs / name / item)
-        elif p.exists():
-            shutil.copy(p, runs / name / item)
-    shutil.rmtree(runs / name / "data" / "rankings", ignore_errors=True)
+    copy_run(src, name, COPIED)
     cfg = load_config("tiny", overrides=[f"run_dir=runs/{name}"] + overrides)
     label_cfg = load_config("tiny", overrides=[f"run_dir=runs/{name}"])  # the labels' streams: run seed 0
     rankings.collect(label_cfg)  # nothing sampled: every prompt is in the copied store
@@ -80,7 +67,8 @@ def main(src: str, name: str, n_own: int, overrides: list[str]) -> None:
     ds = datasets.load_from_disk(str(target))
     train = [dict(r) for r in ds["train"]]
     w = load_world(cfg.path / "world")
-    extra, stats = mirror_rows(cfg, label_cfg, w, train, n_own)
+    mirror_cfg = load_config("tiny", overrides=[f"run_dir=runs/{name}", f"reward.mirror_swaps={n_own}"])
+    extra, stats = mirror_rows(mirror_cfg, w, train)
     pairs = sum(len(rankings.ordered_pairs(r["ranking"])) for r in extra)
     print(f"[mirror] {stats}, {pairs} ordered pairs added; mirror rankings with y' first: "
           f"{sum(r['ranking'][0] == 0 and len(set(r['ranking'])) > 1 for r in extra)}")

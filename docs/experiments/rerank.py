@@ -29,18 +29,24 @@ from igpt.world import load as load_world
 COPIED = ["data", "base", "tokenizer", "base_metrics.jsonl", "igpt.json", "sft", "sft_metrics.jsonl"]
 
 
-def main(src: str, name: str, margin: float, noise: float, overrides: list[str]) -> None:
+def copy_run(src: str, name: str, items: list[str]) -> None:
+    """runs/NAME made afresh with runs/SRC's `items` (folders or files), without data/rankings (re-exported)."""
     runs = Path("runs")
     if (runs / name).exists():
         shutil.rmtree(runs / name)
     (runs / name).mkdir(parents=True)
-    for item in COPIED:
+    for item in items:
         p = runs / src / item
         if p.is_dir():
             shutil.copytree(p, runs / name / item)
         elif p.exists():
             shutil.copy(p, runs / name / item)
     shutil.rmtree(runs / name / "data" / "rankings", ignore_errors=True)
+
+
+def main(src: str, name: str, margin: float, noise: float, overrides: list[str]) -> None:
+    runs = Path("runs")
+    copy_run(src, name, COPIED)
     # the same world with other labelers (nothing else in it depends on them), built afresh so that its files
     # (labelers.json, the agreement in summary.json, which the RM's summary reads) describe the new labelers
     fields = {f.name for f in dataclasses.fields(WorldConfig)}
