@@ -125,6 +125,7 @@ class RewardConfig:
     low_temp_candidates: int = 0  # of the K, how many SFT samples at reward.low_temperature, nearer its greedy answer (igpt; several sources per prompt as in §3.1)
     swap_candidates: int = 0  # of the K, how many are SFT's answer to a sibling prompt (the same prompt about another person, town or animal): off topic here, so the RM must read the prompt to rank it (igpt)
     mirror_swaps: int = 0  # for each training prompt whose swap candidate answers a sibling prompt, a second ranking under that sibling prompt of the swap candidate and this many of the prompt's own best-ranked completions, by the same labeler (needs reward.swap_candidates >= 1): the same texts change order when only the prompt changes, which nothing but reading the prompt can fit; 0 = off (igpt; docs/experiments/2026-12-06-mini-world.md, seventh session)
+    contrast_epochs: int = 0  # passes over the prompt-contrast rankings alone (each mirror ranking and its prompt's own ranking of the same texts: only reading the prompt fits both) before the RM trains on all the rankings from the weights they leave; needs mirror rankings (reward.mirror_swaps >= 1); 0 = off (igpt; docs/experiments/2026-12-06-mini-world.md, eighth session)
     temperature: float = 1.0  # sampling temperature for the K completions
     low_temperature: float = 0.7  # sampling temperature of the reward.low_temp_candidates
     max_new_tokens: int = 48  # length bound of each completion
@@ -137,7 +138,7 @@ class RewardConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # Adam betas (paper App. C: beta2 = 0.95)
     use_lora: bool = False  # train LoRA adapters (shaped by sft.lora_r, lora_alpha, lora_dropout) and the score head, merged into the saved RM (igpt)
     max_train_prompts: int = 0  # train on the first N ranked prompts only; 0 = all (notebook 04 gives its pairwise run 1/(K-1) of them: about the K-wise run's forward passes) (igpt)
-    restarts: int = 1  # train this many RMs (seeds seed, seed + 1, ...) for reward.restart_steps steps each and finish only the one with the best validation accuracy against the training panel; 1 = off (igpt: at the tiny size the training trajectory decides whether the RM learns to read the prompt)
+    restarts: int = 1  # train this many RMs (seeds seed, seed + 1, ...) for reward.restart_steps steps each and finish only the one with the best validation accuracy against the training panel; 1 = off (igpt: at the tiny size and without reward.contrast_epochs, the training trajectory decides whether the RM learns to read the prompt)
     restart_steps: int = 180  # steps each restart trains before the choice, on the whole run's learning-rate schedule (igpt; on world 0 at 90 of 728 steps the choice missed the start that learns to read the prompt, at 180 it found it by 0.4 points)
 
 

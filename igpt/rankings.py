@@ -207,6 +207,33 @@ def mirror_ranking(cfg: RunConfig, labeler, prompt: dict, sibling: str, drawn: l
             "labeler_id": labeler.id, "category": prompt["category"]}
 
 
+def contrast_rankings(rows: list[dict]) -> list[dict]:
+    """The prompt-contrast rankings of a train split (reward.contrast_epochs): every pair of texts in a mirror record
+    that its labeler orders one way under the sibling prompt and the other way under the prompt itself, as two
+    rankings of the same two texts, the mirror's then the prompt's. Only a model that reads the prompt fits both.
+    E.g. under "... about tolan." [tolan's story, karek's] ranked [0, 1], under "... about karek." the same two
+    ranked [1, 0]. A pair the labeler orders the same way under both prompts is left out: it says nothing about
+    reading the prompt, and with such pairs in it the phase took longer to learn that (docs/experiments/
+    2026-12-06-mini-world.md, eighth session)."""
+    by_id = {r["id"]: r for r in rows}
+    out = []
+    for m in rows:
+        if not m["id"].endswith("/mirror"):
+            continue
+        own = by_id[m["id"].removesuffix("/mirror")]
+        under_own = [own["ranking"][own["completions"].index(c)] for c in m["completions"]]
+        for a, b in ordered_pairs(m["ranking"]):  # a above b under the sibling prompt
+            if under_own[b] < under_own[a]:  # and b above a under the prompt itself
+                texts = [m["completions"][a], m["completions"][b]]
+                for rec, ranking, tag in ((m, [0, 1], "mirror"), (own, [1, 0], "own")):
+                    pair = {**rec, "id": f"{own['id']}/contrast/{tag}/{a}-{b}", "completions": texts,
+                            "ranking": ranking}
+                    if "gold" in rec:
+                        pair["gold"] = [rec["gold"][rec["completions"].index(c)] for c in texts]
+                    out.append(pair)
+    return out
+
+
 def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: RankingStore,
                     order: dict[str, int], mirrored: set[str] = frozenset()) -> dict:
     """Sample K completions for each prompt not yet in the store (from the sources of `candidate_mix`), rank them,

@@ -2,13 +2,14 @@
 
     igpt.reward.train(cfg) calls choose_trajectory(...) before its main run when reward.restarts > 1.
 
-At the tiny size, whether the RM learns to read the prompt's subject (the probe's entity swap: 93 % against
-62-69 %) is decided by its training trajectory, not by any setting tried. So: train from `reward.restarts` seeds
-for `reward.restart_steps` steps each, keep the one the training panel's validation rankings like best, and
-continue it. This is model selection around a skill the RM learns only sometimes, not a fix, and on world 0 it
-is not a reliable one: choosing at step 90 of 728 picked a start that never learns it, choosing at step 180
-picked the one that does by 0.4 points of validation accuracy (docs/experiments/2026-12-06-mini-world.md,
-fourth session). It costs restarts x restart_steps more steps. Off by default (restarts = 1).
+At the tiny size, without the prompt-contrast phase (reward.contrast_epochs), whether the RM learns to read the
+prompt's subject (the probe's entity swap: 93 % against 62-69 %) is decided by its training trajectory. So: train
+from `reward.restarts` seeds for `reward.restart_steps` steps each, keep the one the training panel's validation
+rankings like best, and continue it. This is model selection around a skill the RM learns only sometimes, not a
+fix, and on world 0 it is not a reliable one: choosing at step 90 of 728 picked a start that never learns it,
+choosing at step 180 picked the one that does by 0.4 points of validation accuracy
+(docs/experiments/2026-12-06-mini-world.md, fourth session). The prompt-contrast phase made four RM seeds of four
+learn it on world 0 (eighth session). It costs restarts x restart_steps more steps. Off by default (restarts = 1).
 
 runs/<run>/logs/rm/restarts/seed-N/   each candidate's Trainer checkpoint, metrics.jsonl, accuracy.json
 runs/<run>/logs/rm/restarts.json      the choice: {seed, steps, candidates: [{seed, validation_accuracy_train_panel,

@@ -16,6 +16,11 @@ gradient step instead of being shuffled into separate examples, which the paper 
 `reward.mode: pairwise` trains on the same rankings cut into independent shuffled (chosen, rejected) pairs, as TRL,
 OpenRLHF and DeepSpeed-Chat do, so the notebook can compare the two on the same data (forward passes, time, accuracy).
 
+A prompt-contrast phase (`reward.contrast_epochs`, off by default) comes first when set: the new RM trains on the
+mirror rankings (reward.mirror_swaps) and their prompts' own rankings of the same texts, alone, then on all the
+rankings from there. Those pairs flip when only the prompt changes, so the RM must learn to read the prompt before
+the rest of the rankings offer it easier features of the completion alone.
+
 After training the score is shifted so that the labelers' demonstrations (data/sft train) score 0 on average, as
 the paper does before RL. The shift is a plain number in the saved config (`igpt_reward_shift`) and becomes the
 bias of the score head in `load_reward_model`. Transformers' Llama head has no bias, so the checkpoint keeps the
@@ -38,6 +43,9 @@ runs/<run>/rm/summary.json:
     shift, demo_mean_before, demo_mean_after, rankings, resumed_from_step
     parameters_trained, seed              weights the RM trained; the seed its head and batch order came from
     restarts        (reward.restarts > 1) {seed, steps, candidates: [{seed, validation_accuracy_train_panel, ...}]}
+    contrast        (reward.contrast_epochs > 0) {rankings, epochs, starts, seconds, forward_passes}: the prompt-
+                                          contrast phase; starts, seconds and passes are this process's (0 starts
+                                          when it resumed the main run), also counted in forward_passes above
 """
 
 from __future__ import annotations
@@ -421,13 +429,22 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     work = cfg.path / "logs" / out.name
     metrics = cfg.path / f"{out.name}_metrics.jsonl"
 
-    def make_trainer(seed: int, out_dir: Path, save_steps: int, metrics_file: Path, resume_step: int | None,
-                     callbacks: tuple = (), desc: str = f"rm ({r.mode})"):
-        """A RewardTrainer of a new RM (head from `seed`) whose batches are shuffled by `seed`."""
-        args = TrainingArguments(
+    contrast = None  # the prompt-contrast rankings (rankings.contrast_rankings), trained alone before the rest
+    if r.contrast_epochs > 0:
+        rows = rankings.contrast_rankings(list(ds["train"]))
+        if rows:
+            contrast = datasets.Dataset.from_list([{k: x[k] for k in ("prompt", "completions", "ranking")}
+                                                   for x in rows])
+        else:  # e.g. imported rankings, or a world's rankings collected without mirrors: the RM trains as usual
+            print(f"[igpt] rm: reward.contrast_epochs={r.contrast_epochs}, but {rankings.out_path(cfg)} holds no "
+                  "mirror ranking whose order flips with the prompt, so there is no prompt-contrast phase (the "
+                  "mini-world's rankings get mirrors with reward.swap_candidates >= 1 and reward.mirror_swaps >= 1)")
+
+    def make_args(seed: int, out_dir: Path, epochs: int, batch: int, n_steps: int, save_steps: int | None):
+        return TrainingArguments(
             **hf.trainer_kwargs(dataclasses.replace(cfg, seed=seed), out_dir),
-            num_train_epochs=r.epochs,  # the paper: one epoch; more overfits (App. C.2)
-            per_device_train_batch_size=launch.per_process(per_step, state.num_processes, "reward.batch_size"),
+            num_train_epochs=epochs,
+            per_device_train_batch_size=launch.per_process(batch, state.num_processes, "reward.batch_size"),
             learning_rate=r.lr,
             lr_scheduler_type="cosine_with_min_lr",
             lr_scheduler_kwargs={"min_lr_rate": 0.1},  # cosine to 10% of the peak (App. C.2)
@@ -436,15 +453,46 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
             adam_beta2=r.betas[1],
             max_grad_norm=1.0,
             remove_unused_columns=False,  # the collator needs prompt, completions and ranking
-            logging_steps=max(1, steps // 50),
-            save_strategy="steps",
-            save_steps=save_steps,
+            logging_steps=max(1, n_steps // 50),
+            save_strategy="steps" if save_steps else "no",
+            save_steps=save_steps or 500,
             save_total_limit=1,
         )
+
+    def contrast_start(seed: int, metrics_file: Path):
+        """A new RM (head from `seed`) trained on the prompt-contrast rankings alone for reward.contrast_epochs,
+        on their own learning-rate schedule (an interrupted one starts again: it is short)."""
+        n_steps = math.ceil(len(contrast) / r.batch_size) * r.contrast_epochs
         trainer = _make_trainer_class()(
-            model=new_model(seed), args=args, train_dataset=train_set, data_collator=collator,
+            model=new_model(seed),
+            args=make_args(seed, work / "contrast", r.contrast_epochs, r.batch_size, n_steps, None),
+            train_dataset=contrast, data_collator=KwiseCollator(tokenizer, r.max_length),
+            callbacks=[hf.MetricsCallback(metrics_file.with_name(metrics_file.name.replace("metrics",
+                                                                                              "contrast_metrics")),
+                                          "rm_contrast")])
+        t = time.time()
+        hf.tidy(trainer, "rm (prompt contrast)").train()
+        contrast_record["seconds"] += round(time.time() - t, 2)
+        contrast_record["forward_passes"] += trainer.forward_passes
+        contrast_record["starts"] += 1
+        return trainer.model
+
+    def make_trainer(seed: int, out_dir: Path, save_steps: int, metrics_file: Path, resume_step: int | None,
+                     callbacks: tuple = (), desc: str = f"rm ({r.mode})"):
+        """A RewardTrainer of a new RM (head from `seed`) whose batches are shuffled by `seed`; with
+        reward.contrast_epochs, the new RM is first trained on the prompt-contrast rankings (not when the run
+        resumes from a checkpoint, whose weights replace the start)."""
+        start = contrast_start(seed, metrics_file) if contrast is not None and resume_step is None else new_model(seed)
+        args = make_args(seed, out_dir, r.epochs, per_step, steps, save_steps)  # the paper: one epoch (App. C.2)
+        trainer = _make_trainer_class()(
+            model=start, args=args, train_dataset=train_set, data_collator=collator,
             callbacks=[hf.MetricsCallback(metrics_file, "rm", resume_step), *callbacks])
         return hf.tidy(trainer, desc)
+
+    # what the prompt-contrast phase was (0 rankings: none to train on), and what it cost in this process (0 starts
+    # when the run resumed)
+    contrast_record = {"rankings": len(contrast) if contrast is not None else 0, "epochs": r.contrast_epochs,
+                       "starts": 0, "seconds": 0.0, "forward_passes": 0} if r.contrast_epochs > 0 else None
 
     data_crc = zlib.crc32(json.dumps([list(ds["train"]["id"]), list(ds["train"]["ranking"])]).encode())  # same data?
     with state.main_process_first():  # the main process clears checkpoints of another setup before anyone reads
@@ -474,6 +522,9 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
                "train_seconds": round(train_seconds, 2), "resumed_from_step": hf.checkpoint_step(ckpt)}
     summary["parameters_trained"] = n_trained
     summary["seed"] = seed
+    if contrast_record is not None:  # with reward.restarts, every start had its own prompt-contrast phase
+        summary["contrast"] = contrast_record
+        summary["forward_passes"] += contrast_record["forward_passes"]
     if restarts is not None:
         summary["restarts"] = restarts
         summary["forward_passes"] += sum(c["forward_passes"] for c in restarts["candidates"])

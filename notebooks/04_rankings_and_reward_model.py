@@ -119,6 +119,14 @@ assert abs(losses.kwise_ranking_loss(r, rank).item() - by_hand) < 1e-6
 # it. In a default run of 2026-12-06 with it on (`make demo`, world 0, earlier rankings) the K-wise RM reached
 # 68.7 % held-out accuracy and the pairwise one 57.8 %, for 17 442 and 16 912 forward passes
 # (`docs/experiments/2026-12-06-mini-world.md`, "Fourth session").
+#
+# Before the rankings, the tiny profile trains the new RM on a **prompt-contrast** set alone
+# (`reward.contrast_epochs` passes). Among each prompt's K answers is SFT's answer to a *sibling* prompt, the same
+# request about another person, town or animal (`reward.swap_candidates`), and the same labeler ranks it again with
+# the prompt's best answer under that sibling prompt (a *mirror* ranking, `reward.mirror_swaps`). Where the labeler
+# put the two texts in one order under one prompt and in the other order under the other, both rankings go into the
+# set. Nothing in the texts alone fits both: only reading the prompt does. The next section shows what that phase
+# does.
 
 # %%
 rm_dir = reward.train(cfg)
@@ -130,6 +138,33 @@ if PAIRWISE:
         cfg.reward, mode="pairwise", max_train_prompts=max(1, n_ranked // max(1, cfg.reward.k - 1))))
     pair_dir = reward.train(pair_cfg, out=cfg.path / "rm_pairwise")
     runs["pairwise"] = json.loads((pair_dir / "summary.json").read_text())
+
+# %% [markdown]
+# ## The prompt-contrast phase: the RM learns to read the prompt
+#
+# Its training accuracy by step (`rm_contrast_metrics.jsonl`). At first it sits near 50 %: the RM scores a text
+# the same under any prompt. Then, after a few hundred steps, it jumps. That is the moment the RM starts to check
+# the prompt's subject against the answer's. For RM seeds 0 to 3 on world 0 the accuracy first reached 75 % at
+# steps 176, 176, 572 and 286 of 1100 (`docs/experiments/2026-12-06-mini-world.md`, eighth session, December 7
+# 2026). Without the phase, the RM has to find the same skill among the rankings' easier signals (length, a wrong
+# name it has seen lose), and at this size most training seeds never did.
+
+# %%
+contrast_log = cfg.path / "rm_contrast_metrics.jsonl"
+if contrast_log.is_file():
+    rows = [json.loads(line) for line in contrast_log.read_text().splitlines()]
+    rows = [r for r in rows if "rm_contrast/accuracy" in r]
+    fig = go.Figure()
+    fig.add_scatter(x=[r["step"] for r in rows], y=[r["rm_contrast/accuracy"] for r in rows], mode="lines",
+                    name="training accuracy")
+    fig.add_hline(y=0.5, line_dash="dot", annotation_text="blind to the prompt")
+    fig.update_layout(title="prompt-contrast phase: accuracy on the pairs whose order flips with the prompt",
+                      xaxis_title="step", yaxis_title="accuracy", height=320)
+    fig.show()
+    c = kw["contrast"]
+    print(f"{c['rankings']} prompt-contrast rankings, {c['epochs']} passes, {c['seconds']:.0f}s")
+else:
+    print("no prompt-contrast phase in this run (reward.contrast_epochs = 0, or no mirror rankings)")
 
 # %% [markdown]
 # ## What to inspect
@@ -233,18 +268,13 @@ print(f"prompt swap {pct(probe['prompt_swap']['share'])}, entity swap {pct(probe
 
 # %% [markdown]
 # **Try another seed before you trust this.** Train the RM again on the same rankings with `seed=1` (an override in
-# `OVERRIDES`, or `igpt rm --run-dir <a copy of this run> seed=1`) and run the probe: at this size, whether the RM
+# `OVERRIDES`, or `igpt rm --run-dir <a copy of this run> seed=1`) and run the probe. At this size, whether the RM
 # learns to check the subject's name (entity swap) and to pick better answers than SFT's greedy one is decided by its
-# training trajectory. On world 0 in December 2026, of RM seeds 0 to 6 on the default run's rankings only seed 0's
-# beat SFT's greedy answer (seeds 4 and 5 learned to check the name and still did not). No setting tried changed
-# those odds much on world 0: not an RM 2.5x the policy's size (for seed 1), nor labelers who tie equally good
-# answers (`world.labeler_tie_margin`: two of seven seeds then), nor mirror rankings that show the RM the same
-# answers under two prompts (`reward.mirror_swaps`: accuracy up 2-3.5 points on average, and still at most one seed
-# of four beat SFT's greedy answer; on world 1 they made two of four seeds do so, where none of six had). At the end
-# of training the accuracy against the training panel's validation rankings ranked the best seed first in each of
-# these sets; `reward.restarts=3` chooses among three starts earlier, after `reward.restart_steps` steps, and found
-# seed 0 at step 180 of 728 by 0.4 points and missed it at step 90 (`docs/experiments/2026-12-06-mini-world.md`,
-# third to seventh sessions).
+# training trajectory. On world 0 in December 2026, before the prompt-contrast phase, one of seven RM seeds (0 to 6)
+# on the default run's rankings beat SFT's greedy answer. With mirror rankings and no phase (`reward.contrast_epochs=0`),
+# none of four seeds did (0 to 3). With the phase, all four did, on the same rankings and the same SFT samples:
+# best-of-16 gains of +0.061 to +0.071, each CI above 0, and entity swap 96-98.5 %. Those numbers come from
+# `docs/experiments/2026-12-06-mini-world.md`, eighth session, which also has worlds 1 and 2.
 
 # %% [markdown]
 # ## Explore the reward distribution

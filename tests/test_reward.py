@@ -323,6 +323,30 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
             sib[i], m["completions"], rankings._rng(c, p["id"], "mirror")))
         checked += 1
     assert checked > 0
+    # reward.contrast_epochs=1: the RM first trains on the mirrors and their prompts' own rankings of the same
+    # texts, alone, then on all the rankings from those weights: its start is not a new RM's
+    from safetensors.torch import load_file
+
+    contrast = rankings.contrast_rankings(train)
+    assert contrast, "no mirror's order flipped: make the smoke run rank more prompts"
+    for m, own in zip(contrast[::2], contrast[1::2]):
+        assert m["prompt"] == mirrors[m["id"].split("/contrast")[0] + "/mirror"]["prompt"] != own["prompt"]
+        assert own["completions"] == m["completions"] and m["ranking"] == [0, 1] and own["ranking"] == [1, 0]
+    rm = {}
+    for epochs in (0, 1):
+        c2 = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.low_temp_candidates=1", "reward.epochs=1",
+                                                             "reward.swap_candidates=1", "reward.mirror_swaps=1",
+                                                             f"reward.contrast_epochs={epochs}"])
+        rm[epochs] = reward.train(c2, out=tmp_path / f"rm_c{epochs}")
+    s0, s1 = (json.loads((rm[e] / "summary.json").read_text()) for e in (0, 1))
+    passes = sum(len(r["completions"]) for r in contrast)
+    assert "contrast" not in s0 and s1["contrast"] == {"rankings": len(contrast), "epochs": 1, "starts": 1,
+                                                       "seconds": s1["contrast"]["seconds"], "forward_passes": passes}
+    assert s1["forward_passes"] == s0["forward_passes"] + passes and s1["steps"] == s0["steps"]
+    logged = [json.loads(x) for x in (tmp_path / "rm_c1_contrast_metrics.jsonl").read_text().splitlines()]
+    assert any("rm_contrast/loss" in x for x in logged)
+    a, b = load_file(rm[0] / "model.safetensors"), load_file(rm[1] / "model.safetensors")
+    assert any(not torch.allclose(a[k], b[k]) for k in a)
 
 
 def test_a_mirror_ranking_puts_the_swap_candidate_beside_the_prompts_best_answers():
@@ -347,6 +371,38 @@ def test_a_mirror_ranking_puts_the_swap_candidate_beside_the_prompts_best_answer
     assert rankings.mirror_ranking(cfg, Labeler(), prompt, "x", [("a", "sft"), ("c", "sft_low")], [1, 0]) is None
     cfg.reward.mirror_swaps = 0
     assert rankings.mirror_ranking(cfg, Labeler(), prompt, "x", drawn, ranking) is None
+
+
+def test_contrast_rankings_keep_the_pairs_whose_order_flips_with_the_prompt(run):
+    """Hand case: p7 ranked (a, b, c) [1, 2, 0]; its mirror under the sibling prompt ranks (b, c, a) [0, 1, 2].
+    Under the sibling b is above c and a; under p7's prompt c and a are above b: two flipped pairs, (b, c) and
+    (b, a), each as the mirror's ranking and p7's of the same two texts. c above a under both prompts: no pair.
+    p8's mirror orders its texts as p8 does: none. The module's run has no mirror: its RM trained without the
+    phase, and its summary says so."""
+    rows = [{"id": "p7/mirror", "prompt": "about tolan.", "completions": ["b", "c", "a"], "ranking": [0, 1, 2],
+             "labeler_id": "L1", "category": "generation", "gold": [0.8, 0.1, 0.2]},
+            {"id": "p7", "prompt": "about mira.", "completions": ["a", "b", "c"], "ranking": [1, 2, 0],
+             "labeler_id": "L1", "category": "generation", "gold": [0.5, 0.1, 0.9]},
+            {"id": "p8/mirror", "prompt": "about vemo.", "completions": ["y", "x"], "ranking": [1, 0],
+             "labeler_id": "L2", "category": "generation"},
+            {"id": "p8", "prompt": "about sutis.", "completions": ["x", "y"], "ranking": [0, 1],
+             "labeler_id": "L2", "category": "generation"}]
+    common = {"labeler_id": "L1", "category": "generation"}
+    assert rankings.contrast_rankings(rows) == [
+        {**common, "id": "p7/contrast/mirror/0-1", "prompt": "about tolan.", "completions": ["b", "c"],
+         "ranking": [0, 1], "gold": [0.8, 0.1]},
+        {**common, "id": "p7/contrast/own/0-1", "prompt": "about mira.", "completions": ["b", "c"],
+         "ranking": [1, 0], "gold": [0.1, 0.9]},
+        {**common, "id": "p7/contrast/mirror/0-2", "prompt": "about tolan.", "completions": ["b", "a"],
+         "ranking": [0, 1], "gold": [0.8, 0.2]},
+        {**common, "id": "p7/contrast/own/0-2", "prompt": "about mira.", "completions": ["b", "a"],
+         "ranking": [1, 0], "gold": [0.1, 0.5]}]
+    assert rankings.contrast_rankings(rows[2:]) == []
+    # the module's run has no mirror: the stage says so and trains as without the phase
+    s = json.loads((run[0].path / "rm" / "summary.json").read_text())
+    assert s["contrast"] == {"rankings": 0, "epochs": run[0].reward.contrast_epochs, "starts": 0, "seconds": 0.0,
+                             "forward_passes": 0}
+    assert not (run[0].path / "rm_contrast_metrics.jsonl").exists()
 
 
 def test_probe_reports_best_of_n_swaps_and_shortcuts(run):
