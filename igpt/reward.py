@@ -16,10 +16,11 @@ gradient step instead of being shuffled into separate examples, which the paper 
 `reward.mode: pairwise` trains on the same rankings cut into independent shuffled (chosen, rejected) pairs, as TRL,
 OpenRLHF and DeepSpeed-Chat do, so the notebook can compare the two on the same data (forward passes, time, accuracy).
 
-A prompt-contrast phase (`reward.contrast_epochs`, off by default) comes first when set: the new RM trains on the
-mirror rankings (reward.mirror_swaps) and their prompts' own rankings of the same texts, alone, then on all the
-rankings from there. Those pairs flip when only the prompt changes, so the RM must learn to read the prompt before
-the rest of the rankings offer it easier features of the completion alone.
+A prompt-contrast phase (`reward.contrast_epochs`, off by default; on in the tiny profile) comes first when set:
+the new RM trains alone on the pairs of texts that a mirror ranking (reward.mirror_swaps) and its prompt's own
+ranking put in opposite orders (rankings.contrast_rankings), then on all the rankings from there. Only the prompt
+separates those pairs, so the RM learns to read it before the rest of the rankings offer easier features of the
+completion alone (docs/experiments/2026-12-06-mini-world.md, eighth session).
 
 After training the score is shifted so that the labelers' demonstrations (data/sft train) score 0 on average, as
 the paper does before RL. The shift is a plain number in the saved config (`igpt_reward_shift`) and becomes the

@@ -30,8 +30,8 @@
 # DeepSpeed-Chat) train on independent pairs; this notebook trains both ways on the same rankings.
 #
 # **In:** `sft/`, `data/rm_prompts`. **Out:** `labels/rankings.jsonl` (the crash-safe ranking store),
-# `data/rankings/`, `rm/` (model, `summary.json`), `rm_metrics.jsonl`, and, with `PAIRWISE = True`, `rm_pairwise/`
-# for the comparison.
+# `data/rankings/`, `rm/` (model, `summary.json`), `rm_metrics.jsonl`, `rm_contrast_metrics.jsonl` (the
+# prompt-contrast phase), and, with `PAIRWISE = True`, `rm_pairwise/` for the comparison.
 
 # %% tags=["parameters"]
 PROFILE: str = ""  # config profile, empty for tiny
