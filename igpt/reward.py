@@ -440,6 +440,10 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
             print(f"[igpt] rm: reward.contrast_epochs={r.contrast_epochs}, but {rankings.out_path(cfg)} holds no "
                   "mirror ranking whose order flips with the prompt, so there is no prompt-contrast phase (the "
                   "mini-world's rankings get mirrors with reward.swap_candidates >= 1 and reward.mirror_swaps >= 1)")
+    # what the phase was (0 rankings: none to train on), and what it cost in this process (0 starts when the run
+    # resumed)
+    contrast_record = {"rankings": len(contrast) if contrast is not None else 0, "epochs": r.contrast_epochs,
+                       "starts": 0, "seconds": 0.0, "forward_passes": 0} if r.contrast_epochs > 0 else None
 
     def make_args(seed: int, out_dir: Path, epochs: int, batch: int, n_steps: int, save_steps: int | None):
         return TrainingArguments(
@@ -462,7 +466,8 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
 
     def contrast_start(seed: int, metrics_file: Path):
         """A new RM (head from `seed`) trained on the prompt-contrast rankings alone for reward.contrast_epochs,
-        on their own learning-rate schedule (an interrupted one starts again: it is short)."""
+        on their own learning-rate schedule, with Eq. 1 on rankings of two texts whatever reward.mode is (an
+        interrupted phase starts again: it is short)."""
         n_steps = math.ceil(len(contrast) / r.batch_size) * r.contrast_epochs
         trainer = _make_trainer_class()(
             model=new_model(seed),
@@ -489,11 +494,6 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
             model=start, args=args, train_dataset=train_set, data_collator=collator,
             callbacks=[hf.MetricsCallback(metrics_file, "rm", resume_step), *callbacks])
         return hf.tidy(trainer, desc)
-
-    # what the prompt-contrast phase was (0 rankings: none to train on), and what it cost in this process (0 starts
-    # when the run resumed)
-    contrast_record = {"rankings": len(contrast) if contrast is not None else 0, "epochs": r.contrast_epochs,
-                       "starts": 0, "seconds": 0.0, "forward_passes": 0} if r.contrast_epochs > 0 else None
 
     data_crc = zlib.crc32(json.dumps([list(ds["train"]["id"]), list(ds["train"]["ranking"])]).encode())  # same data?
     with state.main_process_first():  # the main process clears checkpoints of another setup before anyone reads

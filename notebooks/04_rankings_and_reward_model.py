@@ -145,7 +145,7 @@ if PAIRWISE:
 # Its training accuracy by step (`rm_contrast_metrics.jsonl`). At first it sits near 50 %: the RM scores a text
 # the same under any prompt. Then, after a few hundred steps, it jumps. That is the moment the RM starts to check
 # the prompt's subject against the answer's. For RM seeds 0 to 3 on world 0 the accuracy first reached 75 % at
-# steps 176, 176, 572 and 286 of 1100 (`docs/experiments/2026-12-06-mini-world.md`, eighth session, December 7
+# steps 176, 176, 572 and 286 of 1107 (`docs/experiments/2026-12-06-mini-world.md`, eighth session, December 7
 # 2026). Without the phase, the RM has to find the same skill among the rankings' easier signals (length, a wrong
 # name it has seen lose), and at this size most training seeds never did.
 

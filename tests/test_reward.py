@@ -330,7 +330,7 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
     contrast = rankings.contrast_rankings(train)
     assert contrast, "no mirror's order flipped: make the smoke run rank more prompts"
     for m, own in zip(contrast[::2], contrast[1::2]):
-        assert m["prompt"] == mirrors[m["id"].split("/contrast")[0] + "/mirror"]["prompt"] != own["prompt"]
+        assert m["prompt"] == mirrors[rankings.mirror_id(m["id"].split("/contrast")[0])]["prompt"] != own["prompt"]
         assert own["completions"] == m["completions"] and m["ranking"] == [0, 1] and own["ranking"] == [1, 0]
     rm = {}
     for epochs in (0, 1):
