@@ -253,7 +253,11 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     if value_init is None:  # gold reward without a trained RM: a fresh value head on the SFT model
         value_model = AutoModelForSequenceClassification.from_pretrained(sft_dir, num_labels=1)
     else:
+        from igpt.reward import reward_scale
+
         value_model = AutoModelForSequenceClassification.from_pretrained(value_init, num_labels=1)
+        with torch.no_grad():  # V starts as the RM's head, in the unit the RM's scores come in (reward.scale_samples)
+            value_model.score.weight.div_(reward_scale(value_model.config))
     value_model.config.pad_token_id = pad_id
     value_model.to(device)
     w = world.load(cfg.path / "world")

@@ -23,9 +23,13 @@ separates those pairs, so the RM learns to read it before the rest of the rankin
 completion alone (docs/experiments/2026-12-06-mini-world.md, eighth session).
 
 After training the score is shifted so that the labelers' demonstrations (data/sft train) score 0 on average, as
-the paper does before RL. The shift is a plain number in the saved config (`igpt_reward_shift`) and becomes the
-bias of the score head in `load_reward_model`. Transformers' Llama head has no bias, so the checkpoint keeps the
-raw head: a plain `AutoModelForSequenceClassification.from_pretrained` gives raw scores; subtract the shift.
+the paper does before RL. With reward.scale_samples the scores are also divided by their standard deviation on
+SFT's samples, so that the policy PPO starts from sees rewards that spread by 1 whatever RM was trained, and β
+(ppo.kl_coef) weighs the KL against the same unit (lm-human-preferences' reward gain; Ziegler et al. 2019). The
+shift and the scale are plain numbers in the saved config (`igpt_reward_shift`, `igpt_reward_scale`) and become
+the score head's bias and weight in `load_reward_model`. Transformers' Llama head has no bias, so the checkpoint
+keeps the raw head: a plain `AutoModelForSequenceClassification.from_pretrained` gives raw scores; subtract the
+shift and divide by the scale.
 
 runs/<run>/rm/summary.json:
     mode, epochs, steps, k, batch_size, lr, train_prompts, train_comparisons, validation_prompts
@@ -42,11 +46,16 @@ runs/<run>/rm/summary.json:
     calibration     [{bin, n, predicted, observed}]  pairs binned by |r_a − r_b|: σ(|Δr|) vs how often the
                                           RM's favourite won with the held-out labeler
     shift, demo_mean_before, demo_mean_after, rankings, resumed_from_step
+    scale                                 the unit of the published scores (raw − shift) / scale: 1, or with
+                                          reward.scale_samples the std of the raw scores of SFT's samples
+    sft_samples     (reward.scale_samples > 0) {n, raw_std, mean, std}: those samples, and their mean and std in
+                                          the published unit (std 1; the mean is relative to the demonstrations)
     parameters_trained, seed              weights the RM trained; the seed its head and batch order came from
     restarts        (reward.restarts > 1) {seed, steps, candidates: [{seed, validation_accuracy_train_panel, ...}]}
-    contrast        (reward.contrast_epochs > 0) {rankings, epochs, starts, seconds, forward_passes}: the prompt-
-                                          contrast phase; starts, seconds and passes are this process's (0 starts
-                                          when it resumed the main run), also counted in forward_passes above
+    contrast        (reward.contrast_epochs > 0) {rankings, epochs, batch_size, starts, seconds,
+                                          forward_passes}: the prompt-contrast phase; starts, seconds and passes
+                                          are this process's (0 starts when it resumed the main run), also counted
+                                          in forward_passes above
 """
 
 from __future__ import annotations
@@ -224,32 +233,39 @@ def init_reward_model(cfg: RunConfig, tokenizer):
     return model
 
 
-def set_shift(model, shift: float | None) -> None:
-    """Make the head return raw − shift: a score Linear with bias −shift (shift None: the raw bias-free head).
-
-    The new Linear shares the trained weight Parameter, so nothing learned is copied or lost."""
+def set_shift(model, shift: float, scale: float = 1.0) -> None:
+    """Replace the model's raw, bias-free head (weight W) by one that returns (raw − shift) / scale: a score Linear
+    with weight W / scale and bias −shift / scale. At scale 1 it shares the trained weight Parameter."""
     old = model.score
-    head = nn.Linear(old.in_features, old.out_features, bias=shift is not None,
-                     device=old.weight.device, dtype=old.weight.dtype)
-    head.weight = old.weight
-    if shift is not None:
+    head = nn.Linear(old.in_features, old.out_features, bias=True, device=old.weight.device, dtype=old.weight.dtype)
+    if scale == 1.0:
+        head.weight = old.weight
+    else:
         with torch.no_grad():
-            head.bias.fill_(-shift)
+            head.weight.copy_(old.weight / scale)
+    with torch.no_grad():
+        head.bias.fill_(-shift / scale)
     model.score = head
 
 
 def load_reward_model(path: str | Path, device: str | None = None):
-    """(model, tokenizer) of a saved RM; the model's output is already normalised (demonstrations score ~0)."""
+    """(model, tokenizer) of a saved RM; the model's output is already normalised (demonstrations score ~0, and
+    with reward.scale_samples SFT's samples spread by 1)."""
     from transformers import AutoModelForSequenceClassification
 
     from igpt.pretrain import load_tokenizer
 
     hf.quiet()
     model = AutoModelForSequenceClassification.from_pretrained(str(path))
-    set_shift(model, float(getattr(model.config, "igpt_reward_shift", 0.0) or 0.0))
+    set_shift(model, float(getattr(model.config, "igpt_reward_shift", 0.0) or 0.0), reward_scale(model.config))
     tokenizer = load_tokenizer(path)
     tokenizer.padding_side = "right"  # what `encode` does; set for anyone who pads with the tokenizer itself
     return model.to(device or next(model.parameters()).device).eval(), tokenizer
+
+
+def reward_scale(config) -> float:
+    """The unit a saved RM's raw scores are divided by (`igpt_reward_scale` in its config.json; 1 = raw scale)."""
+    return float(getattr(config, "igpt_reward_scale", 1.0) or 1.0)
 
 
 @torch.no_grad()
@@ -443,13 +459,15 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
     # what the phase was (0 rankings: none to train on), and what it cost in this process (0 starts when the run
     # resumed)
     contrast_record = {"rankings": len(contrast) if contrast is not None else 0, "epochs": r.contrast_epochs,
-                       "starts": 0, "seconds": 0.0, "forward_passes": 0} if r.contrast_epochs > 0 else None
+                       "batch_size": r.contrast_batch_size or r.batch_size, "starts": 0, "seconds": 0.0,
+                       "forward_passes": 0} if r.contrast_epochs > 0 else None
 
-    def make_args(seed: int, out_dir: Path, epochs: int, batch: int, n_steps: int, save_steps: int | None):
+    def make_args(seed: int, out_dir: Path, epochs: int, batch: int, n_steps: int, save_steps: int | None,
+                  batch_key: str = "reward.batch_size"):
         return TrainingArguments(
             **hf.trainer_kwargs(dataclasses.replace(cfg, seed=seed), out_dir),
             num_train_epochs=epochs,
-            per_device_train_batch_size=launch.per_process(batch, state.num_processes, "reward.batch_size"),
+            per_device_train_batch_size=launch.per_process(batch, state.num_processes, batch_key),
             learning_rate=r.lr,
             lr_scheduler_type="cosine_with_min_lr",
             lr_scheduler_kwargs={"min_lr_rate": 0.1},  # cosine to 10% of the peak (App. C.2)
@@ -468,10 +486,12 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
         """A new RM (head from `seed`) trained on the prompt-contrast rankings alone for reward.contrast_epochs,
         on their own learning-rate schedule, with Eq. 1 on rankings of two texts whatever reward.mode is (an
         interrupted phase starts again: it is short)."""
-        n_steps = math.ceil(len(contrast) / r.batch_size) * r.contrast_epochs
+        batch = r.contrast_batch_size or r.batch_size
+        n_steps = math.ceil(len(contrast) / batch) * r.contrast_epochs
         trainer = _make_trainer_class()(
             model=new_model(seed),
-            args=make_args(seed, work / "contrast", r.contrast_epochs, r.batch_size, n_steps, None),
+            args=make_args(seed, work / "contrast", r.contrast_epochs, batch, n_steps, None,
+                           "reward.contrast_batch_size" if r.contrast_batch_size else "reward.batch_size"),
             train_dataset=contrast, data_collator=KwiseCollator(tokenizer, r.max_length),
             callbacks=[hf.MetricsCallback(metrics_file.with_name(metrics_file.name.replace("metrics",
                                                                                               "contrast_metrics")),
@@ -558,24 +578,56 @@ def _publish(cfg: RunConfig, model, tokenizer, ds, w, summary: dict, out: Path, 
     # normalise: the labelers' demonstrations score 0 on average (the paper does this before RL)
     demos = data.load(cfg, "sft")["train"]
     demo_prompts, demo_texts = list(demos["prompt"]), list(demos["completion"])
+    raw_head = model.score  # the trained bias-free head, saved as it is: the shift and the scale go to config.json
     raw = score(model, tokenizer, demo_prompts, demo_texts, max_length=r.max_length)
     shift = sum(raw) / len(raw)
-    set_shift(model, shift)
-    model.config.igpt_reward_shift = shift
+    scale = 1.0
+    if r.scale_samples > 0:  # and SFT's samples spread by 1 (lm-human-preferences' reward gain), so β means the same
+        sampled = _sft_samples(cfg, demo_prompts[:r.scale_samples])
+        scale = _std(score(model, tokenizer, sampled[0], sampled[1], max_length=r.max_length))
+        if not scale > 1e-6:
+            raise StageError(f"reward.scale_samples={r.scale_samples}: the RM gives SFT's samples the same score "
+                             f"(std {scale:.2g}), so there is no unit to scale by; set reward.scale_samples=0")
+    set_shift(model, shift, scale)
+    model.config.igpt_reward_shift, model.config.igpt_reward_scale = shift, scale
+    if r.scale_samples > 0:
+        normed = score(model, tokenizer, sampled[0], sampled[1], max_length=r.max_length)
+        summary["sft_samples"] = {"n": len(normed), "raw_std": scale, "mean": sum(normed) / len(normed),
+                                  "std": _std(normed)}
     after = score(model, tokenizer, demo_prompts, demo_texts, max_length=r.max_length)
-    summary.update({"shift": shift, "demo_mean_before": shift, "demo_mean_after": sum(after) / len(after),
-                    "rankings": rankings.out_path(cfg).name})
-    set_shift(model, None)  # save the plain bias-free head; the shift travels in config.json
+    summary.update({"shift": shift, "scale": scale, "demo_mean_before": shift,
+                    "demo_mean_after": sum(after) / len(after), "rankings": rankings.out_path(cfg).name})
+    normalised_head, model.score = model.score, raw_head
     summary["seconds"] = round(time.time() - t_start, 2)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "summary.json", _finite(summary))
-    set_shift(model, shift)
+    model.score = normalised_head
     a, c = summary["accuracy"], summary["ceiling"]
     print(f"[igpt] rm ({r.mode}): accuracy {_pct(a['heldout_panel'])} vs held-out labelers, "
           f"{_pct(a['train_panel'])} vs training labelers; labelers agree {_pct(c['same_items'])} on the same pairs; "
           f"{summary['forward_passes']} forward passes, {summary['train_seconds']:.0f}s")
+
+
+def _sft_samples(cfg: RunConfig, prompts: list[str]) -> tuple[list[str], list[str]]:
+    """(prompts, texts): one SFT sample at reward.temperature per prompt, from the generation cache when an earlier
+    run of this SFT model drew them."""
+    from igpt import rankings
+    from igpt.generation import cache_dir, generate
+
+    policy, tokenizer = rankings._load_policy(cfg)
+    texts = generate(policy, tokenizer, prompts, cfg.reward.max_new_tokens, cfg.reward.temperature, seed=cfg.seed,
+                     desc="rm scale (SFT samples)", cache=cache_dir(cfg.path))
+    return prompts, texts
+
+
+def _std(xs: list[float]) -> float:
+    """Population standard deviation (nan for no values)."""
+    if not xs:
+        return math.nan
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
 
 
 def _finite(x):

@@ -111,7 +111,9 @@ assert abs(losses.kwise_ranking_loss(r, rank).item() - by_hand) < 1e-6
 # cosine learning rate (App. C.2). The paper trains one epoch because its 6B RM overfit in a second; the tiny
 # profile trains `reward.epochs` = 2, because a 2M-parameter RM underfits in one (held-out accuracy peaks at two
 # passes: `docs/experiments/2026-12-06-mini-world.md`). Afterwards its score is shifted so that the labelers'
-# demonstrations score 0 on average, as the paper does before RL. A prompt's K completions give C(K,2) pairs:
+# demonstrations score 0 on average, as the paper does before RL, and (`reward.scale_samples`, on in the tiny
+# profile) divided by its spread on SFT's samples, so that PPO's β weighs the KL against one unit that does not
+# change when the RM is retrained. A prompt's K completions give C(K,2) pairs:
 # K-wise encodes the K once, the pairwise run encodes 2 per pair, K − 1 times as many sequences for the same
 # rankings. So that both cost about the same here, the pairwise run reads the first 1/(K − 1) of the ranked prompts
 # (`reward.max_train_prompts`): which reward model gets more out of the same compute? The pairwise run is off by
@@ -143,11 +145,13 @@ if PAIRWISE:
 # ## The prompt-contrast phase: the RM learns to read the prompt
 #
 # Its training accuracy by step (`rm_contrast_metrics.jsonl`). At first it sits near 50 %: the RM scores a text
-# the same under any prompt. Then, after a few hundred steps, it jumps. That is the moment the RM starts to check
-# the prompt's subject against the answer's. For RM seeds 0 to 3 on world 0 the accuracy first reached 75 % at
-# steps 176, 176, 572 and 286 of 1107 (`docs/experiments/2026-12-06-mini-world.md`, eighth session, December 7
-# 2026). Without the phase, the RM has to find the same skill among the rankings' easier signals (length, a wrong
-# name it has seen lose), and at this size most training seeds never did.
+# the same under any prompt. Then it climbs. That is the RM starting to check the prompt's subject against the
+# answer's. With the tiny profile's one pass of 12 pairs a step (123 steps), RM seeds 0 to 3 on world 0 first
+# reached 75 % at steps 58, 62, 92 and 30, and the main phase took it from there: after it, each RM preferred an
+# answer under its own prompt to the same answer with the subject's name changed 96-99 % of the time
+# (`docs/experiments/2026-12-06-mini-world.md`, ninth session, December 7 2026). Without the phase, the RM has to
+# find the same skill among the rankings' easier signals (length, a wrong name it has seen lose), and at this size
+# most training seeds never did.
 
 # %%
 contrast_log = cfg.path / "rm_contrast_metrics.jsonl"
@@ -178,7 +182,8 @@ else:
 # * **Calibration**: when the RM is more confident (a larger reward gap), its favourite wins more often — the
 #   observed share should sit above 0.5 in every bin and rise with the gap; a flat line near 0.5 means the RM's
 #   margins carry no information.
-# * **Bias normalisation**: the demonstrations' mean score is ≈ 0 after the shift.
+# * **Normalisation**: the demonstrations' mean score is ≈ 0 after the shift, and with `reward.scale_samples` SFT's
+#   samples spread by 1 after the scale.
 # * **Failure checks** (below): the RM should prefer an intact answer to a broken one, well above 50 %.
 
 # %%
@@ -192,6 +197,10 @@ for name, s in runs.items():
 print(f"labelers agree on the same pairs: {pct(kw['ceiling']['same_items'])}; "
       f"ratio K-wise / ceiling = {kw['ceiling_ratio'] and round(kw['ceiling_ratio'], 3)}")
 print(f"demonstrations' mean score: {kw['demo_mean_before']:+.3f} before the shift, {kw['demo_mean_after']:+.4f} after")
+if "sft_samples" in kw:
+    ss = kw["sft_samples"]
+    print(f"SFT's samples ({ss['n']}): spread {ss['raw_std']:.2f} raw, so the published scores are divided by "
+          f"{kw['scale']:.2f}; after it mean {ss['mean']:+.2f}, spread {ss['std']:.2f}")
 
 # %%
 cats = sorted(kw["accuracy_by_category"])
@@ -273,8 +282,9 @@ print(f"prompt swap {pct(probe['prompt_swap']['share'])}, entity swap {pct(probe
 # training trajectory. On world 0 in December 2026, before the prompt-contrast phase, one of seven RM seeds (0 to 6)
 # on the default run's rankings beat SFT's greedy answer. With mirror rankings and no phase (`reward.contrast_epochs=0`),
 # none of four seeds did (0 to 3). With the phase, all four did, on the same rankings and the same SFT samples:
-# best-of-16 gains of +0.061 to +0.071, each CI above 0, and entity swap 96-98.5 %. Those numbers come from
-# `docs/experiments/2026-12-06-mini-world.md`, eighth session, which also has worlds 1 and 2.
+# best-of-16 gains of +0.061 to +0.071 with three passes of 4 pairs a step, +0.045 to +0.082 with the profile's one
+# pass of 12, each CI above 0 (the lowest low end +0.002), and entity swap 96-99 %. Those numbers come from
+# `docs/experiments/2026-12-06-mini-world.md`, eighth and ninth sessions, which also have worlds 1 and 2.
 
 # %% [markdown]
 # ## Explore the reward distribution

@@ -156,10 +156,12 @@ for fig in static_figures(cfg.path).values():  # the same plots as plain figures
 # %% [markdown]
 # ## What to inspect
 #
-# * **Reward** (`objective/scores`) rises over iterations while **KL** from SFT grows slowly: at the tiny profile's
-#   β = 0.036 a healthy run stays below a few nats per sequence. (The paper's β is 0.02; the tiny profile's RM
-#   scores on a wider scale, and β weighs the KL against that scale. `configs/tiny.yaml` says how it was chosen.) KL rising fast with the reward-model score while the gold
-#   score (`objective/gold`, never used for training) stays flat is reward hacking.
+# * **Reward** (`objective/scores`) rises over iterations while **KL** from SFT grows slowly: a healthy run stays
+#   below a few nats per sequence. β weighs the KL against the reward model's score, so its value only means
+#   something on a known scale: the tiny profile publishes its RM in units of its scores' spread on SFT's samples
+#   (`reward.scale_samples`; `objective/scores_std` starts near 1) and uses β = 0.01 per unit. The paper's 0.02 is
+#   on its own RM's scale. KL rising fast with the reward-model score while the gold score (`objective/gold`,
+#   never used for training) stays flat is reward hacking.
 # * **clipfrac** stays small (below ~0.2) and **entropy** falls slowly; a collapsing entropy means the policy is
 #   repeating itself.
 # * **ptx loss** (PPO-ptx only) should stay near the SFT model's web loss; PPO alone lets it drift upward.
@@ -213,7 +215,7 @@ if probe:
 # the reward model: the optimiser's own ceiling, with no reward model in the way. A smaller `ppo.kl_coef` or more
 # `ppo.iterations` lets the policy drift further from SFT, and past some KL the gold score falls while the reward
 # model's keeps rising: the over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. The
-# documented run is `OVERRIDES = ["ppo.ptx_coef=0", "ppo.kl_coef=0.005", "ppo.iterations=80"]` in a new run folder
+# documented run is `OVERRIDES = ["ppo.ptx_coef=0", "ppo.kl_coef=0.0015", "ppo.iterations=80"]` in a new run folder
 # (its measured curve is in `docs/experiments/2026-12-06-mini-world.md`). What earlier
 # versions of the mini-world showed here, and why their reward models could not be optimised against, is logged
 # in `docs/experiments/`.

@@ -139,14 +139,50 @@ def test_bias_normalisation_centres_the_demonstrations(run):
     cfg = run[0]
     demos = data.load(cfg, "sft")["train"]
     model, tok = reward.load_reward_model(cfg.path / "rm")
-    scores = reward.score(model, tok, demos["prompt"], demos["completion"])
+    scores = reward.score(model, tok, demos["prompt"], demos["completion"], max_length=cfg.reward.max_length)
     assert abs(sum(scores) / len(scores)) < 1e-3
-    shift = json.loads((cfg.path / "rm" / "config.json").read_text())["igpt_reward_shift"]
+    saved = json.loads((cfg.path / "rm" / "config.json").read_text())
+    shift, scale = saved["igpt_reward_shift"], saved["igpt_reward_scale"]
     summary = json.loads((cfg.path / "rm" / "summary.json").read_text())
     assert shift == pytest.approx(summary["shift"]) and abs(summary["demo_mean_after"]) < 1e-3
+    assert scale == pytest.approx(summary["scale"])
     raw = AutoModelForSequenceClassification.from_pretrained(cfg.path / "rm")  # plain transformers: raw score
-    raw_scores = reward.score(raw, tok, demos["prompt"][:4], demos["completion"][:4])
-    assert raw_scores == pytest.approx([s + shift for s in scores[:4]], abs=1e-4)
+    raw_scores = reward.score(raw, tok, demos["prompt"][:4], demos["completion"][:4], max_length=cfg.reward.max_length)
+    # raw = published × scale + shift, to 1e-4 in the published unit
+    assert raw_scores == pytest.approx([s * scale + shift for s in scores[:4]], abs=1e-4 * scale)
+
+
+def test_scale_gives_sft_samples_a_spread_of_one(run):
+    """reward.scale_samples (on in the tiny profile): the saved RM scores SFT's samples with std 1."""
+    cfg = run[0]
+    n = cfg.reward.scale_samples
+    assert n > 0, "the fixture's profile should scale the RM"
+    demos = data.load(cfg, "sft")["train"]
+    prompts, texts = reward._sft_samples(cfg, list(demos["prompt"])[:n])  # the generation cache answers
+    model, tok = reward.load_reward_model(cfg.path / "rm")
+    scores = reward.score(model, tok, prompts, texts, max_length=cfg.reward.max_length)
+    s = json.loads((cfg.path / "rm" / "summary.json").read_text())
+    assert reward._std(scores) == pytest.approx(1.0, abs=1e-3)
+    assert s["sft_samples"]["std"] == pytest.approx(1.0, abs=1e-3)
+    assert s["sft_samples"]["n"] == len(scores) and s["scale"] == pytest.approx(s["sft_samples"]["raw_std"])
+    assert s["scale"] != pytest.approx(1.0), "the raw scores already had std 1: the test shows nothing"
+
+
+def test_set_shift_on_hand_numbers():
+    """A head with weight [1, 2] reads hidden [3, 4]: raw 11; shift 3 and scale 4 give (11 - 3) / 4 = 2."""
+    model = torch.nn.Module()
+    model.score = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.score.weight.copy_(torch.tensor([[1.0, 2.0]]))
+    trained = model.score.weight
+    h = torch.tensor([[3.0, 4.0]])
+    reward.set_shift(model, 3.0, 4.0)
+    assert model.score(h).item() == pytest.approx(2.0)
+    assert model.score.weight is not trained and trained.tolist() == [[1.0, 2.0]]  # scaled on a copy
+    model.score = torch.nn.Linear(2, 1, bias=False)
+    model.score.weight = trained
+    reward.set_shift(model, 3.0)
+    assert model.score(h).item() == pytest.approx(8.0) and model.score.weight is trained  # shared, not copied
 
 
 def test_pairwise_mode_costs_two_forward_passes_per_pair(run, tmp_path):
@@ -336,12 +372,14 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
     for epochs in (0, 1):
         c2 = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.low_temp_candidates=1", "reward.epochs=1",
                                                              "reward.swap_candidates=1", "reward.mirror_swaps=1",
-                                                             f"reward.contrast_epochs={epochs}"])
+                                                             f"reward.contrast_epochs={epochs}",
+                                                             "reward.contrast_batch_size=2"])
         rm[epochs] = reward.train(c2, out=tmp_path / f"rm_c{epochs}")
     s0, s1 = (json.loads((rm[e] / "summary.json").read_text()) for e in (0, 1))
     passes = sum(len(r["completions"]) for r in contrast)
-    assert "contrast" not in s0 and s1["contrast"] == {"rankings": len(contrast), "epochs": 1, "starts": 1,
-                                                       "seconds": s1["contrast"]["seconds"], "forward_passes": passes}
+    assert "contrast" not in s0 and s1["contrast"] == {"rankings": len(contrast), "epochs": 1, "batch_size": 2,
+                                                       "starts": 1, "seconds": s1["contrast"]["seconds"],
+                                                       "forward_passes": passes}
     assert s1["forward_passes"] == s0["forward_passes"] + passes and s1["steps"] == s0["steps"]
     logged = [json.loads(x) for x in (tmp_path / "rm_c1_contrast_metrics.jsonl").read_text().splitlines()]
     assert any("rm_contrast/loss" in x for x in logged)
@@ -400,8 +438,9 @@ def test_contrast_rankings_keep_the_pairs_whose_order_flips_with_the_prompt(run)
     assert rankings.contrast_rankings(rows[2:]) == []
     # the module's run has no mirror: the stage says so and trains as without the phase
     s = json.loads((run[0].path / "rm" / "summary.json").read_text())
-    assert s["contrast"] == {"rankings": 0, "epochs": run[0].reward.contrast_epochs, "starts": 0, "seconds": 0.0,
-                             "forward_passes": 0}
+    assert s["contrast"] == {"rankings": 0, "epochs": run[0].reward.contrast_epochs,
+                             "batch_size": run[0].reward.contrast_batch_size or run[0].reward.batch_size,
+                             "starts": 0, "seconds": 0.0, "forward_passes": 0}
     assert not (run[0].path / "rm_contrast_metrics.jsonl").exists()
 
 
@@ -442,8 +481,8 @@ def test_summary_has_the_documented_keys(run):
     s = json.loads((run[0].path / "rm" / "summary.json").read_text())
     keys = {"mode", "epochs", "steps", "k", "batch_size", "lr", "train_prompts", "train_comparisons",
             "validation_prompts", "forward_passes", "tokens", "train_seconds", "seconds", "accuracy", "ceiling",
-            "ceiling_ratio", "accuracy_by_category", "calibration", "shift", "demo_mean_before", "demo_mean_after",
-            "rankings", "resumed_from_step", "failure_checks", "parameters_trained", "seed"}
+            "ceiling_ratio", "accuracy_by_category", "calibration", "shift", "scale", "demo_mean_before",
+            "demo_mean_after", "rankings", "resumed_from_step", "failure_checks", "parameters_trained", "seed"}
     assert keys <= set(s), keys - set(s)
     assert set(s["failure_checks"]) == set(FAILURES)
     assert all(0 <= c["rm"] <= 1 and 0 <= c["gold"] <= 1 and c["pairs"] > 0 for c in s["failure_checks"].values())
