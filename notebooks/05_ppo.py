@@ -159,7 +159,7 @@ for fig in static_figures(cfg.path).values():  # the same plots as plain figures
 # * **Reward** (`objective/scores`) rises over iterations while **KL** from SFT grows slowly: a healthy run stays
 #   below a few nats per sequence. β weighs the KL against the reward model's score, so its value only means
 #   something on a known scale: the tiny profile publishes its RM in units of its scores' spread on SFT's samples
-#   (`reward.scale_samples`; `objective/scores_std` starts near 1) and uses β = 0.01 per unit. The paper's 0.02 is
+#   (`reward.scale_samples`; `objective/scores_std` starts near 1) and uses β = 0.02 per unit. The paper's 0.02 is
 #   on its own RM's scale. KL rising fast with the reward-model score while the gold score (`objective/gold`,
 #   never used for training) stays flat is reward hacking.
 # * **clipfrac** stays small (below ~0.2) and **entropy** falls slowly; a collapsing entropy means the policy is
