@@ -64,6 +64,7 @@ import dataclasses
 import json
 import math
 import random
+import statistics
 import time
 import zlib
 from collections import defaultdict
@@ -458,8 +459,9 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
                   "mini-world's rankings get mirrors with reward.swap_candidates >= 1 and reward.mirror_swaps >= 1)")
     # what the phase was (0 rankings: none to train on), and what it cost in this process (0 starts when the run
     # resumed)
+    contrast_batch = r.contrast_batch_size or r.batch_size
     contrast_record = {"rankings": len(contrast) if contrast is not None else 0, "epochs": r.contrast_epochs,
-                       "batch_size": r.contrast_batch_size or r.batch_size, "starts": 0, "seconds": 0.0,
+                       "batch_size": contrast_batch, "starts": 0, "seconds": 0.0,
                        "forward_passes": 0} if r.contrast_epochs > 0 else None
 
     def make_args(seed: int, out_dir: Path, epochs: int, batch: int, n_steps: int, save_steps: int | None,
@@ -486,11 +488,10 @@ def train(cfg: RunConfig, out: str | Path | None = None) -> Path:
         """A new RM (head from `seed`) trained on the prompt-contrast rankings alone for reward.contrast_epochs,
         on their own learning-rate schedule, with Eq. 1 on rankings of two texts whatever reward.mode is (an
         interrupted phase starts again: it is short)."""
-        batch = r.contrast_batch_size or r.batch_size
-        n_steps = math.ceil(len(contrast) / batch) * r.contrast_epochs
+        n_steps = math.ceil(len(contrast) / contrast_batch) * r.contrast_epochs
         trainer = _make_trainer_class()(
             model=new_model(seed),
-            args=make_args(seed, work / "contrast", r.contrast_epochs, batch, n_steps, None,
+            args=make_args(seed, work / "contrast", r.contrast_epochs, contrast_batch, n_steps, None,
                            "reward.contrast_batch_size" if r.contrast_batch_size else "reward.batch_size"),
             train_dataset=contrast, data_collator=KwiseCollator(tokenizer, r.max_length),
             callbacks=[hf.MetricsCallback(metrics_file.with_name(metrics_file.name.replace("metrics",
@@ -583,17 +584,18 @@ def _publish(cfg: RunConfig, model, tokenizer, ds, w, summary: dict, out: Path, 
     shift = sum(raw) / len(raw)
     scale = 1.0
     if r.scale_samples > 0:  # and SFT's samples spread by 1 (lm-human-preferences' reward gain), so β means the same
-        sampled = _sft_samples(cfg, demo_prompts[:r.scale_samples])
-        scale = _std(score(model, tokenizer, sampled[0], sampled[1], max_length=r.max_length))
+        sampled_prompts = demo_prompts[:r.scale_samples]
+        sampled = _sft_samples(cfg, sampled_prompts)
+        scale = statistics.pstdev(score(model, tokenizer, sampled_prompts, sampled, max_length=r.max_length))
         if not scale > 1e-6:
             raise StageError(f"reward.scale_samples={r.scale_samples}: the RM gives SFT's samples the same score "
                              f"(std {scale:.2g}), so there is no unit to scale by; set reward.scale_samples=0")
     set_shift(model, shift, scale)
     model.config.igpt_reward_shift, model.config.igpt_reward_scale = shift, scale
     if r.scale_samples > 0:
-        normed = score(model, tokenizer, sampled[0], sampled[1], max_length=r.max_length)
+        normed = score(model, tokenizer, sampled_prompts, sampled, max_length=r.max_length)
         summary["sft_samples"] = {"n": len(normed), "raw_std": scale, "mean": sum(normed) / len(normed),
-                                  "std": _std(normed)}
+                                  "std": statistics.pstdev(normed)}
     after = score(model, tokenizer, demo_prompts, demo_texts, max_length=r.max_length)
     summary.update({"shift": shift, "scale": scale, "demo_mean_before": shift,
                     "demo_mean_after": sum(after) / len(after), "rankings": rankings.out_path(cfg).name})
@@ -610,24 +612,15 @@ def _publish(cfg: RunConfig, model, tokenizer, ds, w, summary: dict, out: Path, 
           f"{summary['forward_passes']} forward passes, {summary['train_seconds']:.0f}s")
 
 
-def _sft_samples(cfg: RunConfig, prompts: list[str]) -> tuple[list[str], list[str]]:
-    """(prompts, texts): one SFT sample at reward.temperature per prompt, from the generation cache when an earlier
-    run of this SFT model drew them."""
+def _sft_samples(cfg: RunConfig, prompts: list[str]) -> list[str]:
+    """One SFT sample at reward.temperature per prompt, from the generation cache when an earlier run of this SFT
+    model drew them."""
     from igpt import rankings
     from igpt.generation import cache_dir, generate
 
     policy, tokenizer = rankings._load_policy(cfg)
-    texts = generate(policy, tokenizer, prompts, cfg.reward.max_new_tokens, cfg.reward.temperature, seed=cfg.seed,
-                     desc="rm scale (SFT samples)", cache=cache_dir(cfg.path))
-    return prompts, texts
-
-
-def _std(xs: list[float]) -> float:
-    """Population standard deviation (nan for no values)."""
-    if not xs:
-        return math.nan
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
+    return generate(policy, tokenizer, prompts, cfg.reward.max_new_tokens, cfg.reward.temperature, seed=cfg.seed,
+                    desc="rm scale (SFT samples)", cache=cache_dir(cfg.path))
 
 
 def _finite(x):
