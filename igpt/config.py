@@ -152,6 +152,8 @@ class PPOConfig:
     ptx_ratio: int = 1  # pretraining examples per RL episode (paper App. C.3: 8, see paper.yaml); tiny: 8 made the update 10x slower for the same pretraining loss (0.746 vs 0.767)
     ptx_block: int = 64  # tokens per pretraining example in the ptx term (the paper's were GPT-3 contexts)
     kl_coef: float = 0.02  # beta in Eq. 2: per-token KL penalty against the SFT model (paper App. C.3: 0.02)
+    kl_target: float = 0.0  # adaptive beta: after each iteration beta rises when the rollouts' mean sequence KL from SFT (nats) is above this target and falls back when below, never under kl_coef (Ziegler et al. 2019 §2.2 with a floor, losses.adaptive_kl_coef: a short run starts at KL 0, and unfloored the controller would drive beta toward 0 before the KL needs it); 0 = off, beta stays kl_coef (the paper's fixed beta)
+    kl_horizon: int = 10000  # episodes over which the adaptive beta can change by a factor of about e^0.2 at most (Ziegler et al. 2019: 10 000; each iteration moves it by at most 0.2 * batch_size / kl_horizon); only with kl_target > 0
     iterations: int = 40  # PPO iterations (rollout + update)
     batch_size: int = 64  # episodes per iteration (paper: 512)
     mini_batch_size: int = 16  # episodes per gradient step (paper: 64)

@@ -169,6 +169,23 @@ def kl_penalized_rewards(
     return rewards, kl
 
 
+def adaptive_kl_coef(kl_coef: float, kl: float, target: float, n_episodes: int, horizon: int,
+                     min_coef: float = 0.0) -> float:
+    """β for the next iteration from the KL the last one reached (Ziegler et al. 2019, §2.2 "adaptive KL"):
+
+        e_t = clip(KL_t / KL_target − 1, −0.2, 0.2),    K_β = n_episodes / horizon
+        β_{t+1} = max(min_coef, β_t · (1 + K_β · e_t))
+
+    (lm-human-preferences' AdaptiveKLController, with its horizon of 10 000 episodes). The clip bounds the step, so
+    one odd batch cannot move β far; over many iterations β settles where the rollouts' KL stays near the target.
+    `min_coef` is igpt's floor: a short run starts at KL 0, far below any target, and without a floor its first
+    iterations would drive β toward 0 just before the KL needs it (ppo.py passes ppo.kl_coef, so the controller
+    only ever raises β above the configured price). kl: the batch mean of the sequence KL (nats) measured with β_t;
+    n_episodes: the episodes that batch held."""
+    error = min(max(kl / target - 1.0, -0.2), 0.2)
+    return max(min_coef, kl_coef * (1.0 + error * n_episodes / horizon))
+
+
 @torch.no_grad()
 def gae(rewards: Tensor, values: Tensor, response_mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
     """Generalized Advantage Estimation (Schulman et al. 2016, Eq. 16), backwards over the T response tokens.

@@ -144,16 +144,18 @@ def make_scorer(cfg: RunConfig, device):
 # checkpoints: policy, value, EMA, optimizer, scheduler and RNG, written whole or not at all
 
 
-def save_checkpoint(path: Path, iteration: int, policy, value_model, ema, optimizer_state, scheduler, gen) -> None:
-    """The whole run state, in one format whatever the topology: a run checkpointed under FSDP2 resumes in one
-    process or under DDP, and the other way round. `optimizer_state` as `launch.whole_optimizer_state` gives it."""
+def save_checkpoint(path: Path, iteration: int, policy, value_model, ema, optimizer_state, scheduler, gen,
+                    kl_coef: float) -> None:
+    """The whole run state (β too: the adaptive controller's, for the next iteration), in one format whatever the
+    topology: a run checkpointed under FSDP2 resumes in one process or under DDP, and the other way round.
+    `optimizer_state` as `launch.whole_optimizer_state` gives it."""
     with atomic_dir(path) as tmp:
         save_model(policy, str(tmp / "policy.safetensors"))  # save_model handles tied embeddings
         save_model(value_model, str(tmp / "value.safetensors"))
         save_file({f"{i}": t.contiguous() for i, t in enumerate(ema)}, tmp / "ema.safetensors")
         torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
         save_file({"torch": torch.get_rng_state(), "prompts": gen.get_state()}, tmp / "rng.safetensors")
-        write_json(tmp / "state.json", {"iteration": iteration})
+        write_json(tmp / "state.json", {"iteration": iteration, "kl_coef": kl_coef})
 
 
 RESUMABLE_CHANGES = ("iterations", "save_every", "sample_every", "snapshot_every")  # a run at 40 goes on to 80
@@ -184,7 +186,8 @@ def save_snapshot(path: Path, weights: dict[str, torch.Tensor]) -> None:
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, policy, value_model, ema, optimizer, scheduler, gen) -> int:
+def load_checkpoint(path: Path, policy, value_model, ema, optimizer, scheduler, gen) -> tuple[int, float]:
+    """Restore what save_checkpoint wrote; returns (the last iteration done, β for the next one)."""
     load_model(policy, str(path / "policy.safetensors"))
     load_model(value_model, str(path / "value.safetensors"))
     saved = load_file(path / "ema.safetensors")
@@ -196,7 +199,8 @@ def load_checkpoint(path: Path, policy, value_model, ema, optimizer, scheduler, 
     rng = load_file(path / "rng.safetensors")
     torch.set_rng_state(rng["torch"])
     gen.set_state(rng["prompts"])
-    return json.loads((path / "state.json").read_text())["iteration"]
+    state = json.loads((path / "state.json").read_text())
+    return state["iteration"], state["kl_coef"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -223,6 +227,9 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     # same weights), and the update is data-parallel: each takes its share of every minibatch and of its ptx
     # blocks, and DDP averages the gradients. So n processes end where one process with the whole batch does.
     # Under FSDP2 the same holds; the weights are sharded, gathered whole for each rollout phase (launch.unsharded).
+    if p.kl_target < 0 or (p.kl_target > 0 and p.kl_horizon <= 0):
+        raise StageError(f"ppo.kl_target ({p.kl_target}) must be 0 (a fixed β) or a KL in nats above 0, with "
+                         f"ppo.kl_horizon ({p.kl_horizon}) a number of episodes above 0")
     launch.prepare(cfg, "ppo")
     topology = launch.strategy()
     if topology.startswith("zero") or (topology == "fsdp" and os.environ.get("FSDP_VERSION", "1") != "2"):
@@ -276,8 +283,10 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     ckpt = cfg.path / "logs" / name / "checkpoint"
     with accelerator.main_process_first():  # the main process clears checkpoints of another setup before anyone reads
         clear_if_other_setup(ckpt.parent, setup(cfg, gamma_ptx), name)
-    start = load_checkpoint(ckpt, policy, value_model, ema, optimizer, scheduler, gen) + 1 \
-        if (ckpt / "state.json").is_file() else 0
+    start, kl_coef = 0, p.kl_coef  # β of the next iteration: fixed, or the adaptive controller's (ppo.kl_target)
+    if (ckpt / "state.json").is_file():
+        last, kl_coef = load_checkpoint(ckpt, policy, value_model, ema, optimizer, scheduler, gen)
+        start = last + 1
     # the wrapper DDP trains through (in one process: the module itself; under FSDP2 the models, now sharded in
     # place); rollouts call the plain models, with whole weights inside launch.unsharded
     models_dp, optimizer = accelerator.prepare(PolicyAndValue(policy, value_model), optimizer)
@@ -330,7 +339,7 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
             b_ref_logprobs = reference_logprobs(policy, ref, b_query, b_response, b_mask, pad_id, p.temperature)
             b_values = value_forward(value_model, b_query, b_response, b_mask, pad_id)  # (B, T)
             # 4. rewards and 5. GAE -------------------------------------------------------------------------------
-            b_rewards, b_kl = losses.kl_penalized_rewards(b_scores, b_logprobs, b_ref_logprobs, b_mask, p.kl_coef)
+            b_rewards, b_kl = losses.kl_penalized_rewards(b_scores, b_logprobs, b_ref_logprobs, b_mask, kl_coef)
             b_advantages, b_returns = losses.gae(b_rewards, b_values, b_mask, p.gamma, p.lam)  # (B, T), (B, T)
             b_advantages = losses.masked_whiten(b_advantages, b_mask)
         t3 = time.time()
@@ -378,6 +387,10 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         losses.ema_update(ema, [launch.local_tensor(t).detach().float() for t in policy.parameters()], p.ema_decay)
         t4 = time.time()
         seq_kl = (b_kl * b_mask).sum(1)  # (B,)
+        beta = kl_coef  # the β this iteration's rewards used
+        if p.kl_target > 0:  # Ziegler et al. 2019's controller: β for the next iteration from this one's KL
+            kl_coef = losses.adaptive_kl_coef(kl_coef, seq_kl.mean().item(), p.kl_target, p.batch_size,
+                                              p.kl_horizon, min_coef=p.kl_coef)
         n_tokens = b_mask.sum(1)  # (B,)
         gold = [w.score(q, r).overall for q, r in zip(b_prompts, b_texts)]
         row = {
@@ -385,7 +398,7 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
             "objective/scores": b_scores.mean().item(), "objective/scores_std": b_scores.std().item(),
             "objective/rewards": (b_rewards * b_mask).sum(1).mean().item(),
             "objective/kl": seq_kl.mean().item(),
-            "objective/kl_per_token": (seq_kl.sum() / n_tokens.sum().clamp(min=1)).item(),
+            "objective/kl_per_token": (seq_kl.sum() / n_tokens.sum().clamp(min=1)).item(), "objective/kl_coef": beta,
             "objective/entropy": losses.masked_mean(b_entropy, b_mask).item(),
             "objective/gold": sum(gold) / len(gold),
             **{f"ppo/{k}": sum(v) / len(v) for k, v in stats.items()},
@@ -419,7 +432,7 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         if snapshot:
             save_snapshot(ckpt.parent / "snapshots" / f"iter_{it + 1:05d}.safetensors", weights)
         if save:
-            save_checkpoint(ckpt, it, *state, scheduler, gen)
+            save_checkpoint(ckpt, it, *state, scheduler, gen, kl_coef)
 
     out = cfg.path / name
     if sharded:  # whole weights, in the copies on the main process (collectives: every process takes part)
@@ -439,7 +452,8 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
     # the frozen reference is the SFT model; with LoRA (no separate reference) load it for the comparison
     sft_model = ref if ref is not None else hf.load_causal_lm(sft_dir, cfg).to(device)
     summary, samples = compare_policies(cfg, w, {"sft": sft_model, name: policy}, tokenizer, baseline="sft")
-    summary.update({"ptx_coef": gamma_ptx, "kl_coef": p.kl_coef, "iterations": p.iterations,
+    summary.update({"ptx_coef": gamma_ptx, "kl_coef": p.kl_coef, "kl_target": p.kl_target, "kl_coef_final": kl_coef,
+                    "iterations": p.iterations,
                     "episodes": p.iterations * p.batch_size, "reward_source": p.reward_source})
     with atomic_dir(out) as tmp:
         policy.save_pretrained(tmp)

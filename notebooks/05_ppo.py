@@ -211,12 +211,15 @@ if probe:
     print(f"probe: RM best-of-{b['n']} minus SFT greedy {b['mean']:+.3f} [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}]")
 
 # %% [markdown]
-# **Two experiments to try from here.** `ppo.reward_source=gold` trains against the world's gold score instead of
+# **Experiments to try from here.** `ppo.reward_source=gold` trains against the world's gold score instead of
 # the reward model: the optimiser's own ceiling, with no reward model in the way. A smaller `ppo.kl_coef` or more
 # `ppo.iterations` lets the policy drift further from SFT, and past some KL the gold score falls while the reward
 # model's keeps rising: the over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. The
 # documented run is `OVERRIDES = ["ppo.ptx_coef=0", "ppo.kl_coef=0.0015", "ppo.iterations=80"]` in a new run folder
-# (its measured curve is in `docs/experiments/2026-12-06-mini-world.md`). What earlier
+# (its measured curve is in `docs/experiments/2026-12-06-mini-world.md`). `ppo.kl_target` (in nats, with
+# `ppo.kl_horizon`) turns on Ziegler et al.'s adaptive β: β rises while the rollouts' KL (the dashboard's
+# `objective/kl`) is above the target and falls back toward `ppo.kl_coef` when it is below; `objective/kl_coef`
+# shows the β each iteration used. What earlier
 # versions of the mini-world showed here, and why their reward models could not be optimised against, is logged
 # in `docs/experiments/`.
 #

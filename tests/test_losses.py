@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from igpt.losses import (
+    adaptive_kl_coef,
     ema_update,
     entropy_from_logits,
     explained_variance,
@@ -236,6 +237,24 @@ def test_kl_penalized_rewards_bool_mask_and_full_row():
     # a row whose last token is the last column; the mask may come as bool
     rewards, _ = kl_penalized_rewards(t([3.0]), t([[0.0, 0.0]]), t([[0.0, 0.0]]), torch.tensor([[True, True]]), 0.5)
     assert rewards.tolist() == [[0.0, 3.0]]
+
+
+def test_adaptive_kl_coef_hand():
+    # β 0.1, 64 episodes over a horizon of 640: K_β = 0.1. KL 5.5 against a target of 5: e = 0.1, β × 1.01
+    assert adaptive_kl_coef(0.1, 5.5, 5.0, 64, 640) == pytest.approx(0.101)
+    # below target: KL 4.5, e = -0.1, β × 0.99
+    assert adaptive_kl_coef(0.1, 4.5, 5.0, 64, 640) == pytest.approx(0.099)
+    # the error is clipped to ±0.2: KL 100 moves β as KL 6 does (× 1.02), KL 0 or below as KL 4 does (× 0.98)
+    assert adaptive_kl_coef(0.1, 100.0, 5.0, 64, 640) == pytest.approx(0.102)
+    assert adaptive_kl_coef(0.1, 0.0, 5.0, 64, 640) == pytest.approx(0.098)
+    assert adaptive_kl_coef(0.1, -1.0, 5.0, 64, 640) == pytest.approx(0.098)
+    # on target β stays; a 10x longer horizon moves it 10x less
+    assert adaptive_kl_coef(0.1, 5.0, 5.0, 64, 640) == pytest.approx(0.1)
+    assert adaptive_kl_coef(0.1, 6.0, 5.0, 64, 6400) == pytest.approx(0.1002)
+    # the floor: below target β falls, but not under min_coef; above target the floor does not hold it back
+    assert adaptive_kl_coef(0.1, 0.0, 5.0, 64, 640, min_coef=0.099) == pytest.approx(0.099)
+    assert adaptive_kl_coef(0.1, 4.5, 5.0, 64, 640, min_coef=0.05) == pytest.approx(0.099)
+    assert adaptive_kl_coef(0.1, 100.0, 5.0, 64, 640, min_coef=0.1) == pytest.approx(0.102)
 
 
 # ---------------------------------------------------------------------------------------------------------------

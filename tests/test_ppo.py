@@ -87,6 +87,39 @@ def test_resume_continues_the_same_run(sft_run, tmp_path, make_cfg):
         assert a[2][key] == pytest.approx(b[2][key], rel=1e-4, abs=1e-6), key
 
 
+def test_adaptive_beta_follows_the_controller_and_resumes(sft_run, tmp_path, make_cfg):
+    """With ppo.kl_target, each iteration's β is the controller's step (Ziegler et al. 2019) from the previous β and
+    the previous iteration's mean KL, never under ppo.kl_coef; a run stopped after 2 of 3 iterations resumes with
+    the β it had reached. A target far below any KL a trained policy has makes β rise from iteration 2 on."""
+    target, horizon = 1e-6, 8
+    over = ("ppo.kl_coef=0.1", f"ppo.kl_target={target}", f"ppo.kl_horizon={horizon}", "ppo.save_every=1",
+            "ppo.lr=1e-3")
+    whole = make_cfg(sft_run, tmp_path / "a", "ppo.iterations=3", *over)
+    ppo.train(whole, ptx_coef=0.0)
+    a = read_jsonl(tmp_path / "a" / "ppo_metrics.jsonl")
+    k = whole.ppo.batch_size / horizon
+
+    def step(row):  # the controller, written out
+        e = min(max(row["objective/kl"] / target - 1, -0.2), 0.2)
+        return max(0.1, row["objective/kl_coef"] * (1 + e * k))
+
+    # iteration 0's policy is SFT itself: KL 0, below the target, and the floor keeps β at kl_coef
+    assert a[0]["objective/kl_coef"] == 0.1 and a[1]["objective/kl_coef"] == 0.1
+    assert a[1]["objective/kl"] > 2 * target and a[2]["objective/kl_coef"] == pytest.approx(0.1 * (1 + 0.2 * k))
+    summary = json.loads((tmp_path / "a" / "ppo" / "summary.json").read_text())
+    assert summary["kl_coef"] == 0.1 and summary["kl_target"] == target
+    assert summary["kl_coef_final"] == pytest.approx(step(a[2]))
+
+    ppo.train(make_cfg(sft_run, tmp_path / "b", "ppo.iterations=2", *over), ptx_coef=0.0)
+    resumed = igpt.load_config("tiny", smoke=True, overrides=[f"run_dir={tmp_path / 'b'}", "ppo.reward_source=gold",
+                                                             "eval.n_prompts=4", "ppo.iterations=3", *over])
+    ppo.train(resumed, ptx_coef=0.0)
+    b = read_jsonl(tmp_path / "b" / "ppo_metrics.jsonl")
+    assert [r["step"] for r in b] == [0, 1, 2]
+    assert b[2]["objective/kl_coef"] == pytest.approx(a[2]["objective/kl_coef"], rel=1e-6)
+    assert b[2]["objective/kl"] == pytest.approx(a[2]["objective/kl"], rel=1e-4, abs=1e-6)
+
+
 def test_a_finished_run_again_with_another_beta_starts_over_and_the_same_config_resumes(sft_run, tmp_path, make_cfg,
                                                                                            capsys):
     """Notebook 05 invites a second run with another ppo.kl_coef in the same run folder. Its checkpoint was made
