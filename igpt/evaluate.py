@@ -189,16 +189,27 @@ def best_of_n(sft, tokenizer, rm_score, prompts: list[str], n: int, cfg: RunConf
 def pairwise_outcomes(cfg: RunConfig, panel: list, panel_name: str, policy: str, rows: list[dict], a: list[str],
                       b: list[str]) -> list[float]:
     """Per prompt: 1 if a labeler of `panel` (one drawn per prompt) ranks answer a above b, 0.5 on a tie (same
-    text), else 0."""
+    text), else 0. With cfg.eval.whole_panel every labeler of the panel judges, each with its own seeded draw, and
+    the prompt's outcome is the mean of their judgments (a share of 1 / len(panel) steps)."""
     out = []
     for r, x, y in zip(rows, a, b):
         if x == y:
             out.append(0.5)
             continue
+        if cfg.eval.whole_panel:
+            judged = []
+            for labeler in panel:
+                rng = _rng(cfg, panel_name, policy, r["id"], labeler.id)
+                judged.append(_outcome(labeler.rank(r["prompt"], [x, y], rng)))
+            out.append(sum(judged) / len(judged))
+            continue
         rng = _rng(cfg, panel_name, policy, r["id"])
-        ranking = rng.choice(panel).rank(r["prompt"], [x, y], rng)
-        out.append(1.0 if ranking[0] < ranking[1] else 0.0 if ranking[0] > ranking[1] else 0.5)
+        out.append(_outcome(rng.choice(panel).rank(r["prompt"], [x, y], rng)))
     return out
+
+
+def _outcome(ranking: list[int]) -> float:
+    return 1.0 if ranking[0] < ranking[1] else 0.0 if ranking[0] > ranking[1] else 0.5
 
 
 def likert_ratings(cfg: RunConfig, panel: list, policy: str, rows: list[dict], answers: list[str]) -> list[int]:

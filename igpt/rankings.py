@@ -163,15 +163,31 @@ def candidate_mix(r) -> dict[str, int]:
         swap      SFT's answer to a sibling prompt (reward.swap_candidates): the same prompt about another person,
                   town or animal (`sibling_prompt`), so the answer is on topic there and off topic here; only a
                   reward model that reads the prompt can rank it below an answer about the right one
+        repeat    an SFT sample at reward.temperature made repetitive (reward.repeat_candidates, `repetitive`): the
+                  text a policy over-optimised against the RM drifts to, which SFT alone rarely writes
     The paper's comparisons came mostly from its SFT policies and some from PPO policies (§3.1); Stiennon et al.
     (2020) mixed the current, initial and reference outputs. Mixed sources give larger gaps within a prompt."""
-    mix = {"sft": r.k - r.base_candidates - r.low_temp_candidates - r.swap_candidates, "sft_low": r.low_temp_candidates,
-           "base": r.base_candidates, "swap": r.swap_candidates}
+    mix = {"sft": r.k - r.base_candidates - r.low_temp_candidates - r.swap_candidates - r.repeat_candidates,
+           "sft_low": r.low_temp_candidates, "base": r.base_candidates, "swap": r.swap_candidates,
+           "repeat": r.repeat_candidates}
     if mix["sft"] < 1 or min(mix.values()) < 0:
         raise ConfigError(f"reward.base_candidates={r.base_candidates}, reward.low_temp_candidates="
-                          f"{r.low_temp_candidates} and reward.swap_candidates={r.swap_candidates} must be >= 0 and "
-                          f"leave at least one of the reward.k={r.k} completions to SFT at reward.temperature")
+                          f"{r.low_temp_candidates}, reward.swap_candidates={r.swap_candidates} and "
+                          f"reward.repeat_candidates={r.repeat_candidates} must be >= 0 and leave at least one of "
+                          f"the reward.k={r.k} completions to SFT at reward.temperature")
     return mix
+
+
+def repetitive(text: str, subject: str, rng: random.Random) -> str:
+    """`text` made repetitive in one of the two ways the tiny run's PPO-ptx policy drifted to against its RM
+    (docs/experiments/2026-12-06-mini-world.md, tenth session): the subject's name over and over ("rigan, rigan,
+    rigan."), which the world scores as degenerate, or the text with one or two of its sentences said again ("the
+    goat is red. the goat feeds on pancakes. the goat is red."), which breaks a sentence count. Without a subject,
+    or by a coin flip, the second."""
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x]
+    if (subject and rng.random() < 0.5) or not sentences:
+        return ", ".join([subject or "yes"] * rng.randint(3, 5)) + "."
+    return " ".join(sentences + [rng.choice(sentences) for _ in range(rng.randint(1, 2))])
 
 
 def sibling_prompt(w, prompt: str, rng: random.Random) -> str | None:
@@ -274,7 +290,12 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
     for chunk in tqdm(todo, desc="rankings", dynamic_ncols=True):
         seed = zlib.crc32(f"{cfg.seed}/{chunk[0]['id']}".encode())  # fixed by the chunk, not by its position
         asked = [p["prompt"] for p in chunk]
-        sft = draw(model, asked, mix["sft"], r.temperature, seed)
+        # the repeat candidates are the last SFT samples of each prompt, made repetitive: SFT samples turned into
+        # repeat candidates at the same K leave every other candidate as it was
+        sft = draw(model, asked, mix["sft"] + mix["repeat"], r.temperature, seed)
+        repeated = [[repetitive(t, getattr(panel[0].world.parse(q), "subject", ""), _rng(cfg, p["id"], f"repeat{j}"))
+                     for j, t in enumerate(ts[mix["sft"]:])] for ts, q, p in zip(sft, asked, chunk)]
+        sft = [ts[:mix["sft"]] for ts in sft]
         low = draw(model, asked, mix["sft_low"], r.low_temperature, seed + 2)
         swapped, siblings = [[] for _ in chunk], [None for _ in chunk]
         if mix["swap"]:  # SFT's answers to each prompt's sibling (or, with no subject to swap, to the next prompt)
@@ -291,7 +312,8 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
                 continue
             labeler = panel[order[p["id"]] % len(panel)]  # round robin over the panel, fixed per prompt
             drawn = ([(t, "sft") for t in sft[i]] + [(t, "sft_low") for t in low[i]]
-                     + [(t, "base") for t in based[i]] + [(t, "swap") for t in swapped[i]])
+                     + [(t, "base") for t in based[i]] + [(t, "swap") for t in swapped[i]]
+                     + [(t, "repeat") for t in repeated[i]])
             if len(mix) - list(mix.values()).count(0) > 1:  # shuffled: a position does not say who wrote it
                 _rng(cfg, p["id"], "order").shuffle(drawn)
             kept = [(t, src) for t, src in drawn if t.strip()]

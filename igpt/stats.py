@@ -23,10 +23,11 @@ def paired_diff_ci(a, b, n_boot: int = 1000, seed: int = 0) -> tuple[float, floa
 
 def win_rate(outcomes, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """(rate, low, high) from per-comparison outcomes: 1 = win, 0.5 = tie, 0 = loss (the paper's Figure 1 counts
-    a tie as half a win)."""
+    a tie as half a win), or, when several labelers judged each comparison, the share of their judgments won (a
+    number between 0 and 1; the interval then resamples comparisons, not judgments)."""
     for o in outcomes:
-        if o not in (0, 0.5, 1):
-            raise ValueError(f"an outcome must be 0, 0.5 or 1, got {o!r}")
+        if not 0 <= o <= 1:
+            raise ValueError(f"an outcome must lie between 0 (a loss) and 1 (a win), got {o!r}")
     return bootstrap_ci(outcomes, n_boot, seed)
 
 

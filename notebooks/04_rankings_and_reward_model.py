@@ -233,8 +233,10 @@ fig.show()
 #
 # Where SFT samples never show a failure, the RM never learns it. Other sources among the K completions show more:
 # `reward.low_temp_candidates` (SFT at a lower temperature, nearer its greedy answer), `reward.base_candidates`
-# (the pretrained base model: continuations, insults, rambling) and `reward.swap_candidates` (SFT's answer to the
-# same prompt about another person, town or animal: off topic here). `docs/experiments/` logs what each did.
+# (the pretrained base model: continuations, insults, rambling), `reward.swap_candidates` (SFT's answer to the
+# same prompt about another person, town or animal: off topic here) and `reward.repeat_candidates` (an SFT sample
+# made repetitive, the subject's name over and over or a sentence said again: what a policy optimised against an RM
+# that never saw repetition drifts to). `docs/experiments/` logs what each did.
 
 # %%
 print(f"{'failure':13s} {'RM':>6s} {'gold':>6s} pairs")

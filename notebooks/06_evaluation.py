@@ -66,7 +66,10 @@ print(f"{e.n_prompts} held-out prompts, best-of-{e.best_of_n}, {e.bootstrap} boo
 #
 # **Win rate.** Each prompt gives one comparison: 1 if the labeler prefers the policy's answer to SFT's, 0 if
 # not, ½ for identical answers. Four comparisons (1, 1, 0, ½) give a win rate of 2.5 / 4 = 62.5 %. The 95 %
-# interval comes from resampling the comparisons (bootstrap).
+# interval comes from resampling the comparisons (bootstrap). The paper had each comparison judged once; with
+# `eval.whole_panel` (on in the tiny profile) every labeler of the panel judges it and the prompt counts the share
+# of their judgments (three of four labelers prefer the policy: 0.75), so which labeler was drawn no longer moves
+# the rate; the interval still resamples prompts.
 #
 # **Best-of-n moves away from SFT by a known amount.** Picking the best of n samples is a policy whose KL from the
 # sampling policy is log n − (n − 1)/n (Stiennon et al. 2020): 0 for n = 1, log 2 − ½ ≈ 0.193 for n = 2. Gao et

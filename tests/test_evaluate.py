@@ -2,6 +2,7 @@
 targets on constructed results, the sample-comparison widget's handlers, and one smoke-size `igpt eval` whose
 results.json has the promised schema."""
 
+import dataclasses
 import json
 import math
 
@@ -20,7 +21,7 @@ def test_win_rate_counts_a_tie_as_half_and_its_interval_brackets_it():
     assert rate == pytest.approx(5.5 / 8)
     assert lo < rate < hi and 0 <= lo and hi <= 1
     assert stats.win_rate([1] * 20, n_boot=200)[1:] == (1.0, 1.0)  # no spread, no width
-    with pytest.raises(ValueError, match="0, 0.5 or 1"):
+    with pytest.raises(ValueError, match="between 0"):
         stats.win_rate([1, 2])
 
 
@@ -61,6 +62,29 @@ def test_bon_curve_picks_the_rm_favourite_and_places_it_at_the_analytic_kl():
     assert [p["rm"] for p in pts] == pytest.approx([0.2, 0.6, 0.85])  # a,e -> b,e -> b,g
     assert [p["gold"] for p in pts] == pytest.approx([1.0, 0.5, 0.0])  # the RM's favourites get worse: over-opt.
     assert pts[1]["d"] == pytest.approx(stats.bon_kl(2) ** 0.5)
+
+
+class _Fixed:
+    """A labeler stand-in whose ranking of two answers is fixed: [0, 1] prefers the first, [1, 0] the second."""
+
+    def __init__(self, id, ranking):
+        self.id, self.ranking = id, ranking
+
+    def rank(self, prompt, responses, rng):
+        return self.ranking
+
+
+def test_whole_panel_outcome_is_the_share_of_the_panels_judgments(smoke_run):
+    rows = [{"id": "p1", "prompt": "q1"}, {"id": "p2", "prompt": "q2"}]
+    a, b = ["x.", "same."], ["y.", "same."]
+    panel = [_Fixed("l1", [0, 1]), _Fixed("l2", [0, 1]), _Fixed("l3", [1, 0]), _Fixed("l4", [0, 0])]
+    whole = dataclasses.replace(smoke_run, eval=dataclasses.replace(smoke_run.eval, whole_panel=True))
+    # two of four prefer a, one prefers b, one ties: (1 + 1 + 0 + 0.5) / 4; identical answers tie
+    assert evaluate.pairwise_outcomes(whole, panel, "heldout", "x", rows, a, b) == [0.625, 0.5]
+    # one labeler per prompt: a whole judgment
+    assert evaluate.pairwise_outcomes(smoke_run, panel, "heldout", "x", rows, a, b)[0] in (0.0, 0.5, 1.0)
+    rate, lo, hi = stats.win_rate([0.625, 0.5, 0.75, 0.25], n_boot=200, seed=0)
+    assert rate == pytest.approx(0.53125) and 0.25 <= lo <= rate <= hi <= 0.75
 
 
 def test_pairwise_outcomes_tie_on_identical_answers_and_are_repeatable(smoke_run):

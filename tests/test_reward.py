@@ -298,24 +298,50 @@ def test_base_candidates_put_base_model_samples_into_each_ranking(run, tmp_path)
     assert drawn and all(t in by_id[i]["completions"] for i, t in drawn)
 
 
+class _ScriptedRng:
+    """random() and randint() give fixed numbers, choice() the first item."""
+
+    def __init__(self, r, n):
+        self.r, self.n = r, n
+
+    def random(self):
+        return self.r
+
+    def randint(self, a, b):
+        return self.n
+
+    def choice(self, xs):
+        return xs[0]
+
+
+def test_repetitive_says_the_name_over_and_over_or_a_sentence_again():
+    text = "rigan is a kind nurse. she lives in wendra."
+    assert rankings.repetitive(text, "rigan", _ScriptedRng(0.1, 3)) == "rigan, rigan, rigan."
+    assert rankings.repetitive(text, "rigan", _ScriptedRng(0.9, 1)) == text + " rigan is a kind nurse."
+    # no subject: always the repeated sentence; two extra copies
+    assert rankings.repetitive("the sum is 4.", "", _ScriptedRng(0.1, 2)) == "the sum is 4. the sum is 4. the sum is 4."
+
+
 def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answer(run, tmp_path):
-    """reward.k=4 with one SFT sample at reward.low_temperature and one swapped answer: per prompt two T=1 SFT
-    samples, one at T=0.7, and one answer to its sibling prompt (another subject; with none, the next prompt).
-    Drawing the first chunk again with the same seeds finds each; a mix that leaves SFT at T=1 nothing is refused."""
+    """reward.k=5 with one SFT sample at reward.low_temperature, one swapped answer and one repeat candidate: per
+    prompt two T=1 SFT samples, one at T=0.7, one answer to its sibling prompt (another subject; with none, the next
+    prompt), and a third T=1 sample made repetitive. Drawing the first chunk again with the same seeds finds each; a
+    mix that leaves SFT at T=1 nothing is refused."""
     cfg = run[0]
     for part in ("world", "data", "sft", "base", "tokenizer"):
         shutil.copytree(cfg.path / part, tmp_path / part)
-    over = [f"run_dir={tmp_path}", "reward.max_new_tokens=8", "reward.k=4", "reward.base_candidates=0"]
+    over = [f"run_dir={tmp_path}", "reward.max_new_tokens=8", "reward.k=5", "reward.base_candidates=0",
+            "reward.repeat_candidates=1"]
     with pytest.raises(ConfigError, match="reward.swap_candidates=3"):
         rankings.collect(igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.swap_candidates=3",
                                                                          "reward.low_temp_candidates=1"]))
     c = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.low_temp_candidates=1",
                                                         "reward.swap_candidates=1", "reward.mirror_swaps=1"])
-    assert rankings.candidate_mix(c.reward) == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1}
+    assert rankings.candidate_mix(c.reward) == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1, "repeat": 1}
     rankings.collect(c)
     summary = json.loads((rankings.out_path(c) / "summary.json").read_text())
-    assert summary["candidate_mix"] == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1}
-    assert set(summary["ranked_best_by_source"]) == {"sft", "sft_low", "swap"}
+    assert summary["candidate_mix"] == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1, "repeat": 1}
+    assert set(summary["ranked_best_by_source"]) == {"sft", "sft_low", "swap", "repeat"}
     # a second training labeler ranks the validation completions: the agreement the labeler noise is calibrated on
     assert 0 <= summary["agreement_train_panel"]["share"] <= 1 and summary["agreement_train_panel"]["pairs"] > 0
     prompts = data.load(c, "rm_prompts")
@@ -325,7 +351,7 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
     tok_ = pretrain.load_tokenizer(tmp_path / "sft")
     ask = [p["prompt"] for p in chunk]
     per_call = rankings.SEQUENCES_PER_BATCH  # what sample_and_rank asks generate() for
-    t1 = generate(model, tok_, [p for p in ask for _ in range(2)], 8, 1.0, batch_size=per_call, seed=seed,
+    t1 = generate(model, tok_, [p for p in ask for _ in range(3)], 8, 1.0, batch_size=per_call, seed=seed,
                   progress=False)
     low = generate(model, tok_, ask, 8, c.reward.low_temperature, batch_size=per_call, seed=seed + 2, progress=False)
     w = world.load(tmp_path / "world")
@@ -335,7 +361,9 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
     swap = generate(model, tok_, sib, 8, 1.0, batch_size=per_call, seed=seed + 3, progress=False)
     by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
     for i, p in enumerate(chunk):
-        want = [t1[2 * i], t1[2 * i + 1], low[i]] + ([swap[i]] if sib[i] != ask[i] else [])
+        rep = rankings.repetitive(t1[3 * i + 2], w.parse(ask[i]).subject if w.parse(ask[i]) else "",
+                                  rankings._rng(c, p["id"], "repeat0"))
+        want = [t1[3 * i], t1[3 * i + 1], low[i], rep] + ([swap[i]] if sib[i] != ask[i] else [])
         assert sorted(t for t in want if t.strip()) == sorted(by_id[p["id"]]["completions"]), p["prompt"]
     assert summary["candidates_by_source"]["swap"] > 0
     # reward.mirror_swaps=1: a train prompt with a sibling gets a mirror ranking under the sibling prompt of its
