@@ -182,8 +182,8 @@ def repetitive(text: str, subject: str, rng: random.Random) -> str:
     """`text` made repetitive in one of the two ways the tiny run's PPO-ptx policy drifted to against its RM
     (docs/experiments/2026-12-06-mini-world.md, tenth session): the subject's name over and over ("rigan, rigan,
     rigan."), which the world scores as degenerate, or the text with one or two of its sentences said again ("the
-    goat is red. the goat feeds on pancakes. the goat is red."), which breaks a sentence count. Without a subject,
-    or by a coin flip, the second."""
+    goat is red. the goat feeds on pancakes. the goat is red."), which breaks a sentence count. By a coin flip; the
+    second without a subject, the first for an empty text (with no subject either: "yes, yes, yes.")."""
     sentences = [x for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x]
     if (subject and rng.random() < 0.5) or not sentences:
         return ", ".join([subject or "yes"] * rng.randint(3, 5)) + "."

@@ -56,7 +56,8 @@ from igpt.widgets import kl_dashboard, static_figures
 cfg = notebook_config(PROFILE, smoke=SMOKE, run_dir=RUN_DIR, overrides=OVERRIDES,
                       seed=None if SEED < 0 else SEED)
 p = cfg.ppo
-print(f"beta (kl_coef) = {p.kl_coef}, gamma (ptx_coef) = {p.ptx_coef}, batch {p.batch_size} / minibatch "
+adaptive = f", rising while the KL is above {p.kl_target} nats (ppo.kl_target)" if p.kl_target else ""
+print(f"beta (kl_coef) = {p.kl_coef}{adaptive}, gamma (ptx_coef) = {p.ptx_coef}, batch {p.batch_size} / minibatch "
       f"{p.mini_batch_size}, {p.iterations} iterations, reward source: {p.reward_source}")
 
 # %% [markdown]
@@ -215,7 +216,8 @@ if probe:
 # the reward model: the optimiser's own ceiling, with no reward model in the way. A smaller `ppo.kl_coef` or more
 # `ppo.iterations` lets the policy drift further from SFT, and past some KL the gold score falls while the reward
 # model's keeps rising: the over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. The
-# documented run is `OVERRIDES = ["ppo.ptx_coef=0", "ppo.kl_coef=0.0015", "ppo.iterations=80"]` in a new run folder
+# documented run is `OVERRIDES = ["ppo.ptx_coef=0", "ppo.kl_coef=0.0015", "ppo.kl_target=0", "ppo.iterations=80"]`
+# in a new run folder (`ppo.kl_target=0`: a fixed β, which the adaptive one below would otherwise raise)
 # (its measured curve is in `docs/experiments/2026-12-06-mini-world.md`). `ppo.kl_target` (in nats, with
 # `ppo.kl_horizon`) turns on Ziegler et al.'s adaptive β: β rises while the rollouts' KL (the dashboard's
 # `objective/kl`) is above the target and falls back toward `ppo.kl_coef` when it is below; `objective/kl_coef`

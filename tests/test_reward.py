@@ -320,6 +320,9 @@ def test_repetitive_says_the_name_over_and_over_or_a_sentence_again():
     assert rankings.repetitive(text, "rigan", _ScriptedRng(0.9, 1)) == text + " rigan is a kind nurse."
     # no subject: always the repeated sentence; two extra copies
     assert rankings.repetitive("the sum is 4.", "", _ScriptedRng(0.1, 2)) == "the sum is 4. the sum is 4. the sum is 4."
+    # an empty sample: the name list, or with no subject a word said over and over
+    assert rankings.repetitive("", "mira", _ScriptedRng(0.9, 3)) == "mira, mira, mira."
+    assert rankings.repetitive(" ", "", _ScriptedRng(0.9, 3)) == "yes, yes, yes."
 
 
 def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answer(run, tmp_path):
