@@ -78,11 +78,12 @@ def test_whole_panel_outcome_is_the_share_of_the_panels_judgments(smoke_run):
     rows = [{"id": "p1", "prompt": "q1"}, {"id": "p2", "prompt": "q2"}]
     a, b = ["x.", "same."], ["y.", "same."]
     panel = [_Fixed("l1", [0, 1]), _Fixed("l2", [0, 1]), _Fixed("l3", [1, 0]), _Fixed("l4", [0, 0])]
-    whole = dataclasses.replace(smoke_run, eval=dataclasses.replace(smoke_run.eval, whole_panel=True))
+    whole, one = (dataclasses.replace(smoke_run, eval=dataclasses.replace(smoke_run.eval, whole_panel=flag))
+                  for flag in (True, False))
     # two of four prefer a, one prefers b, one ties: (1 + 1 + 0 + 0.5) / 4; identical answers tie
     assert evaluate.pairwise_outcomes(whole, panel, "heldout", "x", rows, a, b) == [0.625, 0.5]
     # one labeler per prompt: a whole judgment
-    assert evaluate.pairwise_outcomes(smoke_run, panel, "heldout", "x", rows, a, b)[0] in (0.0, 0.5, 1.0)
+    assert evaluate.pairwise_outcomes(one, panel, "heldout", "x", rows, a, b)[0] in (0.0, 0.5, 1.0)
     rate, lo, hi = stats.win_rate([0.625, 0.5, 0.75, 0.25], n_boot=200, seed=0)
     assert rate == pytest.approx(0.53125) and 0.25 <= lo <= rate <= hi <= 0.75
 
