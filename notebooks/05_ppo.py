@@ -217,13 +217,12 @@ if probe:
 # `ppo.iterations` lets the policy drift further from SFT, and past some KL the gold score falls while the reward
 # model's keeps rising: the over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. The
 # documented run is `OVERRIDES = ["ppo.ptx_coef=0", "ppo.kl_coef=0.0015", "ppo.kl_target=0", "ppo.iterations=80"]`
-# in a new run folder (`ppo.kl_target=0`: a fixed β, which the adaptive one below would otherwise raise)
-# (its measured curve is in `docs/experiments/2026-12-06-mini-world.md`). `ppo.kl_target` (in nats, with
-# `ppo.kl_horizon`) turns on Ziegler et al.'s adaptive β: β rises while the rollouts' KL (the dashboard's
-# `objective/kl`) is above the target and falls back toward `ppo.kl_coef` when it is below; `objective/kl_coef`
-# shows the β each iteration used. What earlier
-# versions of the mini-world showed here, and why their reward models could not be optimised against, is logged
-# in `docs/experiments/`.
+# in a new run folder; `ppo.kl_target=0` keeps β fixed, where the adaptive β below would raise it (the measured
+# curve on the current reward model is in `docs/experiments/2026-12-06-mini-world.md`, tenth session).
+# `ppo.kl_target` (in nats, with `ppo.kl_horizon`) turns on Ziegler et al.'s adaptive β: β rises while the
+# rollouts' KL (the dashboard's `objective/kl`) is above the target and falls back toward `ppo.kl_coef` when it is
+# below; `objective/kl_coef` shows the β each iteration used. What earlier versions of the mini-world showed here,
+# and why their reward models could not be optimised against, is logged in `docs/experiments/`.
 #
 # Run this notebook again in the same run folder with other OVERRIDES, and each stage whose config changed trains
 # again from the start (`logs/<stage>/igpt_setup.json`).
