@@ -162,6 +162,7 @@ class PPOConfig:
     lr: float = 1e-4  # policy learning rate after warm-up
     value_lr: float = 1e-4  # value model learning rate (the paper gives it its own)
     warmup_iters: int = 10  # LR warm-up from lr/10 over the first iterations, then constant (paper App. C.3)
+    critic_warmup: int = 0  # iterations at the start in which only the value model learns (its loss alone, no policy or ptx step), so that the first policy updates get advantages from a value model fitted to this policy's returns; the policy's LR warm-up starts after them (OpenRLHF's freezing_actor_steps; igpt, 0 = off)
     gamma: float = 1.0  # GAE discount (paper: 1)
     lam: float = 0.95  # GAE lambda (paper: 0.95)
     cliprange: float = 0.2  # PPO clip epsilon (paper: 0.2)

@@ -13,7 +13,8 @@ One iteration, always in this order (CleanRL style; `b_` = the whole batch, `mb_
   5. GAE       advantages and returns (γ_GAE = 1, λ = 0.95), advantages whitened          (losses.gae, masked_whiten)
   6. update    for each PPO epoch and minibatch: clipped policy loss + clipped value loss + γ·ptx loss on a
                pretraining minibatch, one backward, one optimizer step — the paper's "accumulate both into the
-               gradient buffers" (App. C.3)
+               gradient buffers" (App. C.3); during the first ppo.critic_warmup iterations (default 0) the
+               value loss alone
   7. EMA       of the policy weights (decay 0.992), metrics to metrics.jsonl, samples, checkpoint
 
 The policy starts from SFT; the reference is the frozen SFT model; the value model starts from the reward model
@@ -276,8 +277,10 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         {"params": list(value_model.parameters()), "lr": p.value_lr},
     ], betas=(0.9, 0.95), eps=1e-5, weight_decay=0.0)
     # warm-up from a tenth of the peak over the first warmup_iters iterations, then constant (App. C.3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: 0.1 + 0.9 * min(1.0, it / max(1, p.warmup_iters)))
+    # (the policy's warm-up starts after ppo.critic_warmup iterations in which only the value model learns)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
+        lambda it: 0.1 + 0.9 * min(1.0, max(0, it - p.critic_warmup) / max(1, p.warmup_iters)),
+        lambda it: 0.1 + 0.9 * min(1.0, it / max(1, p.warmup_iters))])
     ema = [t.detach().clone().float() for t in policy.parameters()]
 
     ckpt = cfg.path / "logs" / name / "checkpoint"
@@ -356,7 +359,8 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                 scale = mb_mask.sum() * n_proc / b_mask[mb_all.to(device)].sum()
                 optimizer.zero_grad(set_to_none=True)
                 ptx = torch.zeros((), device=device)
-                if ptx_stream is not None:
+                actor = it >= p.critic_warmup  # before it, the value model alone learns (ppo.critic_warmup)
+                if ptx_stream is not None and actor:
                     x = next(ptx_stream)[rank::n_proc].to(device)  # (n / n_proc, L) pretraining blocks
                     # the γ-weighted pretraining gradient goes into the buffers first, unsynced; the PPO backward
                     # below then averages the sum over processes: one optimizer step for both (App. C.3)
@@ -368,7 +372,7 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                                                        p.cliprange)
                 vf_loss, vf_stats = losses.value_loss(new_values, b_values[mb], b_returns[mb], mb_mask,
                                                       p.cliprange_value)
-                accelerator.backward(scale * (pg_loss + p.vf_coef * vf_loss))
+                accelerator.backward(scale * ((pg_loss if actor else 0.0 * pg_loss) + p.vf_coef * vf_loss))
                 grad_norm = accelerator.clip_grad_norm_(models_dp.parameters(), 1.0)
                 # a NaN/Inf stops here, before the step: the last checkpoint stays the last good one
                 terms = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "ptx_loss": ptx.item(),

@@ -221,7 +221,10 @@ if probe:
 # curve on the current reward model is in `docs/experiments/2026-12-06-mini-world.md`, tenth session).
 # `ppo.kl_target` (in nats, with `ppo.kl_horizon`) turns on Ziegler et al.'s adaptive β: β rises while the
 # rollouts' KL (the dashboard's `objective/kl`) is above the target and falls back toward `ppo.kl_coef` when it is
-# below; `objective/kl_coef` shows the β each iteration used. What earlier versions of the mini-world showed here,
+# below; `objective/kl_coef` shows the β each iteration used. The value model starts as the reward model, which
+# scores whole answers, so its `ppo/explained_variance` starts below 0; `ppo.critic_warmup=4` lets it learn alone
+# for the first 4 iterations before the policy moves (what it did here is logged in `docs/experiments/`, eleventh
+# session). What earlier versions of the mini-world showed here,
 # and why their reward models could not be optimised against, is logged in `docs/experiments/`.
 #
 # Run this notebook again in the same run folder with other OVERRIDES, and each stage whose config changed trains

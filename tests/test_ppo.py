@@ -59,6 +59,25 @@ def test_one_iteration_moves_every_trainable_weight_and_not_the_reference(sft_ru
     assert (out / "ema" / "config.json").is_file() and AutoModelForCausalLM.from_pretrained(out / "ema")
 
 
+def test_critic_warmup_trains_the_value_model_alone_first(sft_run, tmp_path, make_cfg):
+    """ppo.critic_warmup=1: after the first iteration the published policy is SFT's weights to the bit and the
+    value model has moved; with one iteration more the policy moves too."""
+    over = ("ppo.critic_warmup=1", "ppo.warmup_iters=0", "ppo.lr=1e-3", "ppo.value_lr=1e-3")
+    start = AutoModelForCausalLM.from_pretrained(sft_run / "sft")
+    init = AutoModelForSequenceClassification.from_pretrained(sft_run / "sft", num_labels=1)
+    for iterations, policy_moves in ((1, False), (2, True)):
+        cfg = make_cfg(sft_run, tmp_path / str(iterations), f"ppo.iterations={iterations}", *over)
+        rows = []
+        out = ppo.train(cfg, ptx_coef=1.0, on_iteration=rows.append)
+        policy = AutoModelForCausalLM.from_pretrained(out)
+        moved = [not torch.equal(a, b) for a, b in zip(start.parameters(), policy.parameters())]
+        assert all(moved) if policy_moves else not any(moved)
+        assert rows[0]["ppo/ptx_loss"] == 0  # no pretraining step while the policy waits
+        value = AutoModelForSequenceClassification.from_pretrained(out / "value")
+        assert any(not torch.equal(a, b) for (n, a), (_, b) in zip(init.named_parameters(), value.named_parameters())
+                   if "score" not in n)
+
+
 def test_first_iteration_has_zero_kl_and_logprobs_match_generation(sft_run, tmp_path, make_cfg):
     """At iteration 0 the policy is the reference: the KL penalty is exactly zero and PPO's ratio is 1."""
     cfg = make_cfg(sft_run, tmp_path, "ppo.iterations=1", "ppo.ppo_epochs=1", "ppo.mini_batch_size=8")
