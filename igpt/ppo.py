@@ -277,10 +277,11 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         {"params": list(value_model.parameters()), "lr": p.value_lr},
     ], betas=(0.9, 0.95), eps=1e-5, weight_decay=0.0)
     # warm-up from a tenth of the peak over the first warmup_iters iterations, then constant (App. C.3)
-    # (the policy's warm-up starts after ppo.critic_warmup iterations in which only the value model learns)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
-        lambda it: 0.1 + 0.9 * min(1.0, max(0, it - p.critic_warmup) / max(1, p.warmup_iters)),
-        lambda it: 0.1 + 0.9 * min(1.0, it / max(1, p.warmup_iters))])
+    # (the policy's starts after the ppo.critic_warmup iterations in which only the value model learns)
+    def warmup_from(start: int):
+        return lambda it: 0.1 + 0.9 * min(1.0, max(0, it - start) / max(1, p.warmup_iters))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [warmup_from(p.critic_warmup), warmup_from(0)])
     ema = [t.detach().clone().float() for t in policy.parameters()]
 
     ckpt = cfg.path / "logs" / name / "checkpoint"
@@ -372,6 +373,8 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                                                        p.cliprange)
                 vf_loss, vf_stats = losses.value_loss(new_values, b_values[mb], b_returns[mb], mb_mask,
                                                       p.cliprange_value)
+                # in the critic warm-up the policy loss is kept at weight 0 rather than left out, so that every
+                # parameter DDP wraps still gets a (zero) gradient and the step leaves the policy as it is
                 accelerator.backward(scale * ((pg_loss if actor else 0.0 * pg_loss) + p.vf_coef * vf_loss))
                 grad_norm = accelerator.clip_grad_norm_(models_dp.parameters(), 1.0)
                 # a NaN/Inf stops here, before the step: the last checkpoint stays the last good one

@@ -224,8 +224,8 @@ if probe:
 # below; `objective/kl_coef` shows the β each iteration used. The value model starts as the reward model, which
 # scores whole answers, so its `ppo/explained_variance` starts below 0; `ppo.critic_warmup=4` lets it learn alone
 # for the first 4 iterations before the policy moves (what it did here is logged in `docs/experiments/`, eleventh
-# session). What earlier versions of the mini-world showed here,
-# and why their reward models could not be optimised against, is logged in `docs/experiments/`.
+# session). What earlier versions of the mini-world showed here, and why their reward models could not be
+# optimised against, is logged in `docs/experiments/`.
 #
 # Run this notebook again in the same run folder with other OVERRIDES, and each stage whose config changed trains
 # again from the start (`logs/<stage>/igpt_setup.json`).
