@@ -165,17 +165,33 @@ def candidate_mix(r) -> dict[str, int]:
                   reward model that reads the prompt can rank it below an answer about the right one
         repeat    an SFT sample at reward.temperature made repetitive (reward.repeat_candidates, `repetitive`): the
                   text a policy over-optimised against the RM drifts to, which SFT alone rarely writes
+        policy    an earlier round's PPO policy (reward.candidate_policy) at reward.temperature
+                  (reward.policy_candidates): where optimising against the last RM took the answers
     The paper's comparisons came mostly from its SFT policies and some from PPO policies (§3.1); Stiennon et al.
     (2020) mixed the current, initial and reference outputs. Mixed sources give larger gaps within a prompt."""
-    mix = {"sft": r.k - r.base_candidates - r.low_temp_candidates - r.swap_candidates - r.repeat_candidates,
-           "sft_low": r.low_temp_candidates, "base": r.base_candidates, "swap": r.swap_candidates,
-           "repeat": r.repeat_candidates}
+    mix = {"sft": r.k - r.base_candidates - r.low_temp_candidates - r.swap_candidates - r.repeat_candidates
+           - r.policy_candidates, "sft_low": r.low_temp_candidates, "base": r.base_candidates,
+           "swap": r.swap_candidates, "repeat": r.repeat_candidates, "policy": r.policy_candidates}
     if mix["sft"] < 1 or min(mix.values()) < 0:
         raise ConfigError(f"reward.base_candidates={r.base_candidates}, reward.low_temp_candidates="
-                          f"{r.low_temp_candidates}, reward.swap_candidates={r.swap_candidates} and "
-                          f"reward.repeat_candidates={r.repeat_candidates} must be >= 0 and leave at least one of "
-                          f"the reward.k={r.k} completions to SFT at reward.temperature")
+                          f"{r.low_temp_candidates}, reward.swap_candidates={r.swap_candidates}, "
+                          f"reward.repeat_candidates={r.repeat_candidates} and reward.policy_candidates="
+                          f"{r.policy_candidates} must be >= 0 and leave at least one of the reward.k={r.k} "
+                          "completions to SFT at reward.temperature")
+    if mix["policy"] and not r.candidate_policy:
+        raise ConfigError(f"reward.policy_candidates={r.policy_candidates} needs reward.candidate_policy: the folder "
+                          "of the policy to sample, e.g. runs/tiny/ppo_ptx from an earlier run")
     return mix
+
+
+def policy_candidates_path(cfg: RunConfig) -> Path:
+    """reward.candidate_policy as a folder: a path that exists as given, else relative to the run folder."""
+    given = Path(cfg.reward.candidate_policy)
+    path = given if given.is_absolute() or given.exists() else cfg.path / given
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise StageError(f"reward.candidate_policy={cfg.reward.candidate_policy!r}: no model in {path} (looked for "
+                         "config.json or adapter_config.json); give the ppo_ptx (or ppo) folder of a finished run")
+    return path
 
 
 def repetitive(text: str, subject: str, rng: random.Random) -> str:
@@ -276,6 +292,10 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
         return stats
     model, tokenizer = _load_policy(cfg)
     base, base_ctx = _base_sampler(cfg, model) if mix["base"] else (None, None)
+    from igpt import hf
+
+    earlier = (hf.load_causal_lm(policy_candidates_path(cfg), cfg).to(env_device(cfg)).eval()
+               if mix["policy"] else None)
 
     def draw(m, asked: list[str], n: int, temperature: float, seed: int) -> list[list[str]]:
         """n completions of each prompt in `asked`, prompt-major, SEQUENCES_PER_BATCH per generate() call."""
@@ -307,13 +327,14 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
         if mix["base"]:
             with base_ctx():
                 based = draw(base, asked, mix["base"], r.temperature, seed + 1)
+        by_policy = draw(earlier, asked, mix["policy"], r.temperature, seed + 4)
         for i, p in enumerate(chunk):
             if p["id"] in done:  # ranked before the crash, or by a person in the widget: keep that label
                 continue
             labeler = panel[order[p["id"]] % len(panel)]  # round robin over the panel, fixed per prompt
             drawn = ([(t, "sft") for t in sft[i]] + [(t, "sft_low") for t in low[i]]
                      + [(t, "base") for t in based[i]] + [(t, "swap") for t in swapped[i]]
-                     + [(t, "repeat") for t in repeated[i]])
+                     + [(t, "repeat") for t in repeated[i]] + [(t, "policy") for t in by_policy[i]])
             if len(mix) - list(mix.values()).count(0) > 1:  # shuffled: a position does not say who wrote it
                 _rng(cfg, p["id"], "order").shuffle(drawn)
             kept = [(t, src) for t, src in drawn if t.strip()]
@@ -337,7 +358,7 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
                           "labeler_id": labeler.id, "category": p["category"]})
             stats["sampled_prompts"] += 1
     stats["sample_seconds"] = round(time.time() - t0, 2)
-    del model, base
+    del model, base, earlier
     return stats
 
 
@@ -399,7 +420,9 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
             {i for i in by_id if not i.endswith("/mirror")} - order.keys())
         source = (f"sampled from {cfg.path / 'sft'} (K={cfg.reward.k}, {mix['base']} of them from the base model, "
                   f"{mix['sft_low']} from SFT at T={cfg.reward.low_temperature}, {mix['swap']} SFT answers to "
-                  f"another prompt), ranked by the {panel} panel")
+                  f"another prompt"
+                  + (f", {mix['policy']} from {policy_candidates_path(cfg)}" if mix["policy"] else "")
+                  + f"), ranked by the {panel} panel")
     if not splits.get("train"):
         raise StageError(f"no rankings to train on ({source}); check data/rm_prompts or your rankings file")
 

@@ -236,7 +236,9 @@ fig.show()
 # (the pretrained base model: continuations, insults, rambling), `reward.swap_candidates` (SFT's answer to the
 # same prompt about another person, town or animal: off topic here) and `reward.repeat_candidates` (an SFT sample
 # made repetitive, the subject's name over and over or a sentence said again: what a policy optimised against an RM
-# that never saw repetition drifts to). `docs/experiments/` logs what each did.
+# that never saw repetition drifts to). A second round samples an earlier round's PPO policy too
+# (`reward.policy_candidates`, from the folder in `reward.candidate_policy`), as the paper's later comparisons did
+# (§3.1). `docs/experiments/` logs what each did.
 
 # %%
 print(f"{'failure':13s} {'RM':>6s} {'gold':>6s} pairs")

@@ -298,6 +298,38 @@ def test_base_candidates_put_base_model_samples_into_each_ranking(run, tmp_path)
     assert drawn and all(t in by_id[i]["completions"] for i, t in drawn)
 
 
+def test_policy_candidates_sample_an_earlier_rounds_policy(run, tmp_path):
+    """reward.policy_candidates=1 with K=3: two SFT samples and one from the model in reward.candidate_policy (here
+    the base folder, given relative to the run folder; in a second round an earlier run's ppo_ptx). Drawing the first
+    chunk again from that model with the source's seed finds each of its samples among the prompt's completions. No
+    folder, or a folder with no model, is refused before anything is sampled."""
+    cfg = run[0]
+    for part in ("world", "data", "sft", "base", "tokenizer"):
+        shutil.copytree(cfg.path / part, tmp_path / part)
+    shutil.rmtree(tmp_path / "data" / "rankings")
+    over = [f"run_dir={tmp_path}", *OVERRIDES, "reward.repeat_candidates=0", "reward.policy_candidates=1"]
+    with pytest.raises(ConfigError, match="reward.candidate_policy"):
+        rankings.collect(igpt.load_config("tiny", smoke=True, overrides=over))
+    with pytest.raises(StageError, match="reward.candidate_policy='data'"):
+        rankings.collect(igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.candidate_policy=data"]))
+    c = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.candidate_policy=base"])
+    assert rankings.candidate_mix(c.reward) == {"sft": 2, "sft_low": 0, "base": 0, "swap": 0, "repeat": 0, "policy": 1}
+    rankings.collect(c)
+    summary = json.loads((rankings.out_path(c) / "summary.json").read_text())
+    assert f"1 from {tmp_path / 'base'}" in summary["source"]
+    assert summary["candidates_by_source"]["policy"] > 0
+    prompts = data.load(c, "rm_prompts")
+    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:rankings.SEQUENCES_PER_BATCH // c.reward.k]
+    seed = zlib.crc32(f"{c.seed}/{chunk[0]['id']}".encode())
+    earlier = AutoModelForCausalLM.from_pretrained(str(tmp_path / "base"))
+    texts = generate(earlier, pretrain.load_tokenizer(tmp_path / "sft"), [p["prompt"] for p in chunk],
+                     c.reward.max_new_tokens, c.reward.temperature, batch_size=rankings.SEQUENCES_PER_BATCH,
+                     seed=seed + 4, progress=False)
+    by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
+    drawn = [(p["id"], t) for p, t in zip(chunk, texts) if t.strip()]
+    assert drawn and all(t in by_id[i]["completions"] for i, t in drawn)
+
+
 class _ScriptedRng:
     """random() and randint() give fixed numbers, choice() the first item."""
 
@@ -340,10 +372,10 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
                                                                          "reward.low_temp_candidates=1"]))
     c = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.low_temp_candidates=1",
                                                         "reward.swap_candidates=1", "reward.mirror_swaps=1"])
-    assert rankings.candidate_mix(c.reward) == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1, "repeat": 1}
+    assert rankings.candidate_mix(c.reward) == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1, "repeat": 1, "policy": 0}
     rankings.collect(c)
     summary = json.loads((rankings.out_path(c) / "summary.json").read_text())
-    assert summary["candidate_mix"] == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1, "repeat": 1}
+    assert summary["candidate_mix"] == {"sft": 2, "sft_low": 1, "base": 0, "swap": 1, "repeat": 1, "policy": 0}
     assert set(summary["ranked_best_by_source"]) == {"sft", "sft_low", "swap", "repeat"}
     # a second training labeler ranks the validation completions: the agreement the labeler noise is calibrated on
     assert 0 <= summary["agreement_train_panel"]["share"] <= 1 and summary["agreement_train_panel"]["pairs"] > 0
