@@ -216,16 +216,17 @@ if probe:
 # the reward model: the optimiser's own ceiling, with no reward model in the way. A smaller `ppo.kl_coef` or more
 # `ppo.iterations` lets the policy drift further from SFT, and past some KL the gold score falls while the reward
 # model's keeps rising: the over-optimisation of Gao et al. (2022), which notebook 06 plots against √KL. The
-# documented run is `OVERRIDES = ["ppo.ptx_coef=0", "ppo.kl_coef=0.0015", "ppo.kl_target=0", "ppo.iterations=80"]`
-# in a new run folder; `ppo.kl_target=0` keeps β fixed, where the adaptive β below would raise it (the measured
-# curve on the current reward model is in `docs/experiments/2026-12-06-mini-world.md`, tenth session).
-# `ppo.kl_target` (in nats, with `ppo.kl_horizon`) turns on Ziegler et al.'s adaptive β: β rises while the
-# rollouts' KL (the dashboard's `objective/kl`) is above the target and falls back toward `ppo.kl_coef` when it is
-# below; `objective/kl_coef` shows the β each iteration used. The value model starts as the reward model, which
-# scores whole answers, so its `ppo/explained_variance` starts below 0; `ppo.critic_warmup=4` lets it learn alone
-# for the first 4 iterations before the policy moves (what it did here is logged in `docs/experiments/`, eleventh
-# session). What earlier versions of the mini-world showed here, and why their reward models could not be
-# optimised against, is logged in `docs/experiments/`.
+# documented run is `OVERRIDES = ["ppo.ptx_coef=0", "ppo.kl_coef=0.0015", "ppo.kl_target=0", "ppo.iterations=80",
+# "ppo.critic_warmup=0"]` in a new run folder; `ppo.kl_target=0` keeps β fixed, where the adaptive β below would
+# raise it (the measured curve on the current reward model is in `docs/experiments/2026-12-06-mini-world.md`, tenth
+# session). `ppo.kl_target` (in nats, with `ppo.kl_horizon`) turns on Ziegler et al.'s adaptive β: β rises while
+# the rollouts' KL (the dashboard's `objective/kl`) is above the target and falls back toward `ppo.kl_coef` when it
+# is below; `objective/kl_coef` shows the β each iteration used. The value model starts as the reward model, which
+# scores whole answers, so its `ppo/explained_variance` starts below 0: with `ppo.critic_warmup` (4 in the tiny
+# profile) it learns alone for the first iterations, and the policy moves in the `ppo.iterations` −
+# `ppo.critic_warmup` after them (what it did here is logged in `docs/experiments/`, eleventh session). What earlier
+# versions of the mini-world showed here, and why their reward models could not be optimised against, is logged in
+# `docs/experiments/`.
 #
 # Run this notebook again in the same run folder with other OVERRIDES, and each stage whose config changed trains
 # again from the start (`logs/<stage>/igpt_setup.json`).
