@@ -285,14 +285,21 @@ def test_base_candidates_put_base_model_samples_into_each_ranking(run, tmp_path)
     rankings.collect(c)
     summary = json.loads((rankings.out_path(c) / "summary.json").read_text())
     prompts = data.load(c, "rm_prompts")
-    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:rankings.SEQUENCES_PER_BATCH // c.reward.k]
     assert summary["base_candidates"] == 1 and "1 of them from the base model" in summary["source"]
     assert summary["sequences_sampled"] == c.reward.k * (len(prompts["train"]) + len(prompts["validation"]))
+    _assert_first_chunk_redrawn(c, tmp_path / "base", seed_offset=1)
+
+
+def _assert_first_chunk_redrawn(c, model_dir, seed_offset):
+    """Sampling the first chunk's prompts again from `model_dir` with the chunk's seed + `seed_offset` (what
+    sample_and_rank gives that source) finds every non-empty sample among its prompt's ranked completions."""
+    prompts = data.load(c, "rm_prompts")
+    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:rankings.SEQUENCES_PER_BATCH // c.reward.k]
     seed = zlib.crc32(f"{c.seed}/{chunk[0]['id']}".encode())
-    base = AutoModelForCausalLM.from_pretrained(str(tmp_path / "base"))
-    texts = generate(base, pretrain.load_tokenizer(tmp_path / "sft"), [p["prompt"] for p in chunk],
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    texts = generate(model, pretrain.load_tokenizer(c.path / "sft"), [p["prompt"] for p in chunk],
                      c.reward.max_new_tokens, c.reward.temperature, batch_size=rankings.SEQUENCES_PER_BATCH,
-                     seed=seed + 1, progress=False)
+                     seed=seed + seed_offset, progress=False)
     by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
     drawn = [(p["id"], t) for p, t in zip(chunk, texts) if t.strip()]
     assert drawn and all(t in by_id[i]["completions"] for i, t in drawn)
@@ -318,16 +325,7 @@ def test_policy_candidates_sample_an_earlier_rounds_policy(run, tmp_path):
     summary = json.loads((rankings.out_path(c) / "summary.json").read_text())
     assert f"1 from {tmp_path / 'base'}" in summary["source"]
     assert summary["candidates_by_source"]["policy"] > 0
-    prompts = data.load(c, "rm_prompts")
-    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:rankings.SEQUENCES_PER_BATCH // c.reward.k]
-    seed = zlib.crc32(f"{c.seed}/{chunk[0]['id']}".encode())
-    earlier = AutoModelForCausalLM.from_pretrained(str(tmp_path / "base"))
-    texts = generate(earlier, pretrain.load_tokenizer(tmp_path / "sft"), [p["prompt"] for p in chunk],
-                     c.reward.max_new_tokens, c.reward.temperature, batch_size=rankings.SEQUENCES_PER_BATCH,
-                     seed=seed + 4, progress=False)
-    by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
-    drawn = [(p["id"], t) for p, t in zip(chunk, texts) if t.strip()]
-    assert drawn and all(t in by_id[i]["completions"] for i, t in drawn)
+    _assert_first_chunk_redrawn(c, tmp_path / "base", seed_offset=4)
 
 
 class _ScriptedRng:
