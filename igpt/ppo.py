@@ -351,6 +351,7 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
         policy.train()
         value_model.train()
         stats: dict[str, list[float]] = {}
+        actor = it >= p.critic_warmup  # before it, the value model alone learns (ppo.critic_warmup)
         for _ in range(p.ppo_epochs):
             for mb_all in torch.randperm(p.batch_size, generator=gen).split(p.mini_batch_size):
                 mb = mb_all[rank::n_proc].to(device)  # this process's share of the minibatch
@@ -360,7 +361,6 @@ def train(cfg: RunConfig, ptx_coef: float | None = None, on_iteration=None) -> P
                 scale = mb_mask.sum() * n_proc / b_mask[mb_all.to(device)].sum()
                 optimizer.zero_grad(set_to_none=True)
                 ptx = torch.zeros((), device=device)
-                actor = it >= p.critic_warmup  # before it, the value model alone learns (ppo.critic_warmup)
                 if ptx_stream is not None and actor:
                     x = next(ptx_stream)[rank::n_proc].to(device)  # (n / n_proc, L) pretraining blocks
                     # the γ-weighted pretraining gradient goes into the buffers first, unsynced; the PPO backward

@@ -381,6 +381,7 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
     mix = candidate_mix(cfg.reward)  # refuses an impossible mix before anything is loaded
     torch.manual_seed(cfg.seed)
     imported = (cfg.path / "data" / "rankings_import").is_dir()
+    earlier = policy_candidates_path(cfg) if mix["policy"] and not imported else None  # checked before any model loads
     w = None
     if (cfg.path / "world").exists():
         from igpt import world
@@ -421,7 +422,7 @@ def collect(cfg: RunConfig, panel: str = "train") -> Path:
         source = (f"sampled from {cfg.path / 'sft'} (K={cfg.reward.k}, {mix['base']} of them from the base model, "
                   f"{mix['sft_low']} from SFT at T={cfg.reward.low_temperature}, {mix['swap']} SFT answers to "
                   f"another prompt"
-                  + (f", {mix['policy']} from {policy_candidates_path(cfg)}" if mix["policy"] else "")
+                  + (f", {mix['policy']} from {earlier}" if earlier else "")
                   + f"), ranked by the {panel} panel")
     if not splits.get("train"):
         raise StageError(f"no rankings to train on ({source}); check data/rm_prompts or your rankings file")
