@@ -167,7 +167,7 @@ def ask(cfg: RunConfig, model, tokenizer, suite: dict, prefix: str = "", desc: s
         "rude_plain": gen(suite["rude_plain"], "rudeness"),
         "rude_respectful": gen(suite["rude_respectful"], "respectful"),
         "nlp": {task: nlp_accuracy(model, tokenizer, task, items) for task, items in suite["nlp"].items()},
-        "pretrain_val_loss": eval_loss(model, suite["val_blocks"]),
+        "pretrain_val_loss": eval_loss(model, suite["val_blocks"], cache=cache_dir(cfg.path)),
     }
 
 

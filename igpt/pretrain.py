@@ -21,6 +21,7 @@ ours is the same recipe at ~2M parameters: the tiny profile trains in minutes on
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import shutil
@@ -33,6 +34,7 @@ import torch
 from igpt import hf, launch
 from igpt.config import CONFIG_DIR, RunConfig
 from igpt.errors import StageError
+from igpt.generation import fingerprint
 from igpt.io import atomic_dir, clear_if_other_setup, file_crc, write_json
 
 EOS = "<|endoftext|>"
@@ -204,9 +206,18 @@ def load_corpus(cfg: RunConfig) -> tuple[list[str], list[str]]:
 
 
 @torch.no_grad()
-def eval_loss(model, blocks: list[list[int]], batch_size: int = 16, max_blocks: int = 256) -> float:
+def eval_loss(model, blocks: list[list[int]], batch_size: int = 16, max_blocks: int = 256,
+              cache: str | Path | None = None) -> float:
     """Mean next-token cross-entropy over (up to `max_blocks` of) the held-out blocks: the pretraining validation
-    loss the alignment tax is measured with."""
+    loss the alignment tax is measured with. With `cache` (a run's `generation.cache_dir`), kept there under the
+    weights' fingerprint and the blocks, like `generation.generate`'s texts: the SFT, PPO and evaluation stages
+    each measure the SFT model, and the evaluation measures the base model twice (GPT and GPT-prompted)."""
+    path = None
+    if cache is not None:
+        key = json.dumps([fingerprint(model), blocks[:max_blocks], batch_size, torch.__version__])
+        path = Path(cache) / f"loss-{hashlib.sha1(key.encode()).hexdigest()}.json"
+        if path.is_file():
+            return json.loads(path.read_text())["loss"]
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
@@ -217,7 +228,11 @@ def eval_loss(model, blocks: list[list[int]], batch_size: int = 16, max_blocks: 
         n = x.numel() - x.shape[0]  # predicted positions
         total += out.loss.item() * n
         count += n
-    return total / max(count, 1)
+    loss = total / max(count, 1)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"loss": loss})
+    return loss
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def compare_policies(cfg: RunConfig, w, models: dict, tokenizer, baseline: str) 
         summary["policies"][name] = {
             "gold_overall": mean, "ci95": [lo, hi],
             "gold_by_category": {c: sum(v) / len(v) for c, v in sorted(by_cat.items())},
-            "pretrain_val_loss": eval_loss(model, val_blocks),
+            "pretrain_val_loss": eval_loss(model, val_blocks, cache=cache_dir(cfg.path)),
         }
         if sampled:
             mean, lo, hi = bootstrap_ci(sampled[name], e.bootstrap, cfg.seed)
