@@ -39,11 +39,6 @@ def generate_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, temp
         top_p=1.0 if sample else None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        # on a CPU, a key/value cache allocated once for the whole answer: the growing cache concatenates its
-        # tensors at every token (a quarter of a 2M-parameter model's sampling time), and the texts are the same
-        # (docs/experiments/2026-12-06-mini-world.md, thirteenth session). Elsewhere transformers would compile
-        # the forward for a static cache, once per batch shape: kept off there
-        cache_implementation="static" if device.type == "cpu" else None,
     )
     query = enc["input_ids"]  # (B, Tq)
     response = out[:, query.shape[1]:]  # (B, Tr)

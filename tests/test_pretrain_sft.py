@@ -90,28 +90,6 @@ def test_generate_left_pads_and_stops_at_eos(run):
             assert mask[: k + 1] == [1.0] * (k + 1) and sum(mask[k + 1:]) == 0
 
 
-def test_generate_ids_samples_what_a_growing_cache_samples(run):
-    """generate_ids samples on a CPU with a key/value cache allocated once (a speed-up): the same prompts and seed
-    must give the token ids transformers' default cache gives, sampled and greedy, with left padding."""
-    from igpt.generation import generate_ids
-    from igpt.prompting import format_prompt
-
-    tok = pretrain.load_tokenizer(run.path / "sft")
-    model = AutoModelForCausalLM.from_pretrained(run.path / "sft").eval()
-    prompts = ["hi", "where does mira live?", "a much longer prompt than the first one, about karek and tolan"]
-    for temperature in (1.0, 0.0):
-        torch.manual_seed(11)
-        _, response, _ = generate_ids(model, tok, prompts, 16, temperature=temperature)
-        torch.manual_seed(11)
-        tok.padding_side = "left"
-        enc = tok([format_prompt(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
-        sample = temperature > 0
-        out = model.generate(**enc, max_new_tokens=16, do_sample=sample, temperature=temperature if sample else None,
-                             top_k=None, top_p=1.0 if sample else None, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)
-        assert torch.equal(response, out[:, enc["input_ids"].shape[1]:]), f"temperature {temperature}"
-
-
 def test_eval_loss_cache_answers_only_the_same_model_and_blocks(run, tmp_path, monkeypatch):
     tok = pretrain.load_tokenizer(run.path / "sft")
     model = AutoModelForCausalLM.from_pretrained(run.path / "sft")
