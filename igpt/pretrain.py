@@ -213,8 +213,10 @@ def eval_loss(model, blocks: list[list[int]], batch_size: int = 16, max_blocks: 
     weights' fingerprint and the blocks, like `generation.generate`'s texts: the SFT, PPO and evaluation stages
     each measure the SFT model, and the evaluation measures the base model twice (GPT and GPT-prompted)."""
     path = None
-    if cache is not None:
-        key = json.dumps([fingerprint(model), blocks[:max_blocks], batch_size, torch.__version__])
+    if cache is not None:  # the key holds whatever shapes the number, this file's code included
+        p = next(model.parameters())
+        key = json.dumps([fingerprint(model), str(p.dtype), p.device.type, blocks[:max_blocks], batch_size,
+                          hashlib.sha1(Path(__file__).read_bytes()).hexdigest(), torch.__version__])
         path = Path(cache) / f"loss-{hashlib.sha1(key.encode()).hexdigest()}.json"
         if path.is_file():
             return json.loads(path.read_text())["loss"]

@@ -112,6 +112,9 @@ def test_eval_loss_cache_answers_only_the_same_model_and_blocks(run, tmp_path, m
         next(model.parameters())[0, 0] += 1e-2
     moved = pretrain.eval_loss(model, blocks, batch_size=2, cache=tmp_path)
     assert len(calls) > n and moved != plain and len(list(tmp_path.glob("loss-*.json"))) == 3
+    n = len(calls)
+    pretrain.eval_loss(model.double(), blocks, batch_size=2, cache=tmp_path)  # the same weights in another dtype
+    assert len(calls) > n and len(list(tmp_path.glob("loss-*.json"))) == 4
 
 
 def test_generate_cache_answers_only_the_same_question_and_leaves_the_rng(run, tmp_path, monkeypatch):
