@@ -134,6 +134,7 @@ class RewardConfig:
     temperature: float = 1.0  # sampling temperature for the K completions
     low_temperature: float = 0.7  # sampling temperature of the reward.low_temp_candidates
     max_new_tokens: int = 48  # length bound of each completion
+    sample_batch_size: int = 192  # sequences per generate() call when sampling the K completions: prompts are taken in chunks of sample_batch_size // k, and each candidate source samples a chunk in one call (igpt: on 2 cores, calls of 10 sequences sampled ~30 a second, of 30 to 192 51-58)
     mode: str = "kwise"  # "kwise": all C(K,2) pairs of a prompt in one batch element (paper); "pairwise": independent pairs
     epochs: int = 1  # the paper trains one epoch; more overfits (App. C.2)
     lr: float = 2e-4  # peak learning rate, cosine decay to 10% (App. C.2: 9e-6 at 6B; tiny sweep 1e-4..2e-3: best by ~1 point)
@@ -199,6 +200,7 @@ class EvalConfig:
     n_nlp: int = 100  # items per few-shot "public NLP" task (fact cloze, sentiment, arithmetic) for the alignment tax
     overopt_prompts: int = 32  # prompts for the over-optimisation curves (Gao et al. 2022), sampled at temperature 1
     overopt_max_n: int = 64  # best-of-n curve up to this n (Gao et al. 2022 go to n = 60 000; 64 suffices to bend)
+    batch_size: int = 32  # sequences per generate() call wherever a stage samples or answers to measure: SFT's and PPO's comparisons, the RM's scale samples, the probe, the evaluation (not the rankings: reward.sample_batch_size; not the rollouts). On a CPU a call's cost is mostly per step, so larger calls sample more per second: 16.5 ms a step for 64 sequences against 40 ms for 200 on 2 cores (docs/experiments/2026-12-06-mini-world.md, thirteenth session); on a GPU, memory bounds it
     whole_panel: bool = False  # every labeler of a panel judges each comparison against SFT and the win rate counts the share of their judgments (per prompt, then averaged; the interval resamples prompts); False = one labeler drawn per prompt, the paper's protocol (each comparison judged once). igpt: the tiny panels have 4 and 8 labelers, and with one per prompt the draw alone moved a policy's win rate by 3.5 points (docs/experiments/2026-12-06-mini-world.md, tenth session)
 
 

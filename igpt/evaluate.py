@@ -130,12 +130,12 @@ def nlp_accuracy(model, tokenizer, task: str, items: list[tuple[str, str]]) -> f
 
 
 @torch.no_grad()
-def answers_with_kl(policy, sft, tokenizer, prompts: list[str], cfg: RunConfig, batch_size: int = 32):
+def answers_with_kl(policy, sft, tokenizer, prompts: list[str], cfg: RunConfig):
     """Greedy answers of an RL policy with, per answer, its tokens and per-token log π_RL − log π_SFT (what the
     sample-comparison widget shows)."""
     from igpt.ppo import policy_logprobs
 
-    texts, kls, tokens = [], [], []
+    texts, kls, tokens, batch_size = [], [], [], cfg.eval.batch_size
     for i in range(0, len(prompts), batch_size):
         query, response, mask = generate_ids(policy, tokenizer, prompts[i:i + batch_size], cfg.eval.max_new_tokens,
                                              cfg.eval.temperature)
@@ -157,8 +157,8 @@ def ask(cfg: RunConfig, model, tokenizer, suite: dict, prefix: str = "", desc: s
     e = cfg.eval
 
     def gen(prompts, what):
-        return generate(model, tokenizer, prompts, e.max_new_tokens, e.temperature, seed=cfg.seed,
-                        desc=f"{desc} {what}", prefix=prefix, cache=cache_dir(cfg.path))
+        return generate(model, tokenizer, prompts, e.max_new_tokens, e.temperature, batch_size=e.batch_size,
+                        seed=cfg.seed, desc=f"{desc} {what}", prefix=prefix, cache=cache_dir(cfg.path))
 
     return {
         "eval": answers if answers is not None else gen(suite["prompts"], "answers"),
@@ -176,7 +176,8 @@ def best_of_n(sft, tokenizer, rm_score, prompts: list[str], n: int, cfg: RunConf
     like the probe's (generation.BEST_OF_N_SEED), so at the probe's n the evaluation picks from the probe's samples,
     read from the run's generation cache. Returns (chosen answers, per prompt the (sample, RM score) list)."""
     samples = generate(sft, tokenizer, [p for p in prompts for _ in range(n)], cfg.eval.max_new_tokens, 1.0,
-                       seed=cfg.seed + BEST_OF_N_SEED, desc=f"best-of-{n} samples", cache=cache_dir(cfg.path))
+                       batch_size=cfg.eval.batch_size, seed=cfg.seed + BEST_OF_N_SEED, desc=f"best-of-{n} samples",
+                       cache=cache_dir(cfg.path))
     scores = rm_score([p for p in prompts for _ in range(n)], samples)
     groups = [list(zip(samples[i * n:(i + 1) * n], scores[i * n:(i + 1) * n])) for i in range(len(prompts))]
     return [max(g, key=lambda s: s[1])[0] for g in groups], groups

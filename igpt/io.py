@@ -81,8 +81,23 @@ def write_json(path: str | Path, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+# Characters that json.dumps(ensure_ascii=False) leaves raw inside strings but that Python's str.splitlines (and
+# other line readers) take for line breaks: a sampled text holding one (the tiny models write odd bytes) split its
+# record in two for every reader that did `read_text().splitlines()`. Escaped, the line reads back the same.
+_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def jsonl_line(obj) -> str:
+    """One JSONL line (with its "\\n"): UTF-8 text kept readable, and no character inside that any line reader
+    takes for a line break."""
+    line = json.dumps(obj, ensure_ascii=False)
+    for raw, escaped in _LINE_BREAKS.items():
+        line = line.replace(raw, escaped)  # these occur only inside JSON strings, where the escape means the same
+    return line + "\n"
+
+
 def write_jsonl(path: str | Path, rows) -> Path:
-    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return atomic_write_text(path, "".join(jsonl_line(r) for r in rows))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -94,10 +94,11 @@ def probe(cfg: RunConfig) -> dict:
     e = cfg.eval
     rows = list(data.load(cfg, "eval_prompts")["test"])[: e.n_prompts]
     prompts, n = [r["prompt"] for r in rows], e.best_of_n
-    greedy = generate(sft, tokenizer, prompts, e.max_new_tokens, 0.0, desc="probe: sft greedy",
-                      cache=cache_dir(cfg.path))
+    greedy = generate(sft, tokenizer, prompts, e.max_new_tokens, 0.0, batch_size=e.batch_size,
+                      desc="probe: sft greedy", cache=cache_dir(cfg.path))
     samples = generate(sft, tokenizer, [p for p in prompts for _ in range(n)], e.max_new_tokens, 1.0,
-                       seed=cfg.seed + BEST_OF_N_SEED, desc=f"probe: {n} sft samples", cache=cache_dir(cfg.path))
+                       batch_size=e.batch_size, seed=cfg.seed + BEST_OF_N_SEED, desc=f"probe: {n} sft samples",
+                       cache=cache_dir(cfg.path))
     rm_s = rm_score([p for p in prompts for _ in range(n)], samples)
     scores = [w.score(p, t) for p, t in zip([p for p in prompts for _ in range(n)], samples)]
     gold = [s.overall for s in scores]

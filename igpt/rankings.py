@@ -51,11 +51,6 @@ from igpt.io import atomic_dir, write_json, write_jsonl
 from igpt.rankings_store import RankingStore
 
 SPLITS = ("train", "validation")
-# K completions of SEQUENCES_PER_BATCH // K prompts per chunk. Each candidate source is one generate() call per
-# chunk, so with K = 6 (3 SFT samples, 1 each of the other sources) a chunk of 10 prompts made calls of 10 sequences,
-# and generate() samples ~30 sequences/s in calls of 10 against 51-58 in calls of 30 to 192 on 2 cores
-# (docs/experiments/2026-12-06-mini-world.md, third session). 192 gives chunks of 32 prompts at K = 6.
-SEQUENCES_PER_BATCH = 192
 
 
 def store_path(cfg: RunConfig) -> Path:
@@ -271,7 +266,9 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
     """Sample K completions for each prompt not yet in the store (from the sources of `candidate_mix`), rank them,
     append one record per prompt (and, first, the mirror record of each prompt in `mirrored` that has one).
 
-    Prompts are taken in chunks of SEQUENCES_PER_BATCH // K, so each source's generate() call samples a batch. A
+    Prompts are taken in chunks of reward.sample_batch_size // K, so each source's generate() call samples a batch
+    (in calls of 10 sequences generate() drew ~30 a second on 2 cores, in calls of 30 to 192 51-58:
+    docs/experiments/2026-12-06-mini-world.md, third session). A
     record is appended as soon as its ranking exists, so a crash loses at most one chunk of sampling. The chunks
     are cut from the whole prompt list, and a chunk partly in the store is sampled whole again, so a resumed
     collection draws exactly the completions an uninterrupted one would have. Returns counts for the summary."""
@@ -280,7 +277,7 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
     r = cfg.reward
     mix = candidate_mix(r)
     done = store.done_ids()
-    per_chunk = max(2, SEQUENCES_PER_BATCH // r.k)  # >= 2: a prompt with no sibling swaps with the next one
+    per_chunk = max(2, r.sample_batch_size // r.k)  # >= 2: a prompt with no sibling swaps with the next one
     chunks = [prompts[c:c + per_chunk] for c in range(0, len(prompts), per_chunk)]
     todo = [chunk for chunk in chunks if any(p["id"] not in done for p in chunk)]
     stats = {"sampled_prompts": 0, "sequences_sampled": 0, "empty_dropped": 0, "skipped_too_few": 0,
@@ -298,11 +295,11 @@ def sample_and_rank(cfg: RunConfig, prompts: list[dict], panel: list, store: Ran
                if mix["policy"] else None)
 
     def draw(m, asked: list[str], n: int, temperature: float, seed: int) -> list[list[str]]:
-        """n completions of each prompt in `asked`, prompt-major, SEQUENCES_PER_BATCH per generate() call."""
+        """n completions of each prompt in `asked`, prompt-major, reward.sample_batch_size per generate() call."""
         if not n:
             return [[] for _ in asked]
         texts = generate(m, tokenizer, [q for q in asked for _ in range(n)], r.max_new_tokens, temperature,
-                         batch_size=SEQUENCES_PER_BATCH, seed=seed, progress=False)
+                         batch_size=r.sample_batch_size, seed=seed, progress=False)
         stats["sequences_sampled"] += len(texts)
         return [texts[i * n:(i + 1) * n] for i in range(len(asked))]
 

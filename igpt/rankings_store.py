@@ -31,7 +31,7 @@ import zlib
 from pathlib import Path
 
 from igpt.errors import DataError
-from igpt.io import write_jsonl
+from igpt.io import jsonl_line, write_jsonl
 
 KINDS = ("ranking", "skip")
 SCHEMA_FIELDS = ("id", "prompt", "completions", "ranking", "labeler_id", "category")
@@ -183,7 +183,7 @@ class RankingStore:
     def _write(self, kind: str, record: dict) -> bool:
         crc = zlib.crc32(_canonical(kind, record))
         try:
-            line = (json.dumps({"kind": kind, "crc": crc, "record": record}, ensure_ascii=False) + "\n").encode()
+            line = jsonl_line({"kind": kind, "crc": crc, "record": record}).encode()
         except UnicodeEncodeError:
             raise DataError(self.path, None, None, "holds text that is not valid Unicode (a lone surrogate)") from None
         created = not self.path.exists()

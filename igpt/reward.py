@@ -619,8 +619,9 @@ def _sft_samples(cfg: RunConfig, prompts: list[str]) -> list[str]:
     from igpt.generation import cache_dir, generate
 
     policy, tokenizer = rankings._load_policy(cfg)
-    return generate(policy, tokenizer, prompts, cfg.reward.max_new_tokens, cfg.reward.temperature, seed=cfg.seed,
-                    desc="rm scale (SFT samples)", cache=cache_dir(cfg.path))
+    return generate(policy, tokenizer, prompts, cfg.reward.max_new_tokens, cfg.reward.temperature,
+                    batch_size=cfg.eval.batch_size, seed=cfg.seed, desc="rm scale (SFT samples)",
+                    cache=cache_dir(cfg.path))
 
 
 def _finite(x):

@@ -79,7 +79,8 @@ def sampled_gold(model, tokenizer, prompts: list[str], w, cfg: RunConfig, prefix
         raise ConfigError(f"config key 'eval.sampled' wants a number of samples ≥ 1 (0 skips the sampled gold "
                           f"score), got {k}")
     texts = generate(model, tokenizer, [p for p in prompts for _ in range(k)], e.max_new_tokens, 1.0,
-                     seed=cfg.seed, desc="sampled answers", prefix=prefix, cache=cache_dir(cfg.path))
+                     batch_size=e.batch_size, seed=cfg.seed, desc="sampled answers", prefix=prefix,
+                     cache=cache_dir(cfg.path))
     return [sum(w.score(p, t).overall for t in texts[i * k:(i + 1) * k]) / k for i, p in enumerate(prompts)]
 
 
@@ -95,8 +96,8 @@ def compare_policies(cfg: RunConfig, w, models: dict, tokenizer, baseline: str) 
     rows = list(data.load(cfg, "eval_prompts")["test"])[: cfg.eval.n_prompts]
     prompts = [r["prompt"] for r in rows]
     e = cfg.eval
-    answers = {name: generate(m, tokenizer, prompts, e.max_new_tokens, e.temperature, desc=f"{name} answers",
-                              cache=cache_dir(cfg.path))
+    answers = {name: generate(m, tokenizer, prompts, e.max_new_tokens, e.temperature, batch_size=e.batch_size,
+                              desc=f"{name} answers", cache=cache_dir(cfg.path))
                for name, m in models.items()}
     gold = {k: [w.score(p, a).overall for p, a in zip(prompts, v)] for k, v in answers.items()}
     sampled = {name: sampled_gold(m, tokenizer, prompts, w, cfg) for name, m in models.items()} if e.sampled else {}

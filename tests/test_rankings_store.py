@@ -92,6 +92,20 @@ def test_round_trip(tmp_path):
     assert ds.num_rows == 5 and ds[1]["ranking"] == recs[1]["ranking"] and ds[0]["flags"] == []
 
 
+def test_texts_with_unicode_line_breaks_stay_on_one_line(tmp_path):
+    """A sampled text can hold NEL (U+0085), LINE SEPARATOR or PARAGRAPH SEPARATOR, which json.dumps with
+    ensure_ascii=False leaves raw and str.splitlines breaks at (a smoke run's rankings had a NEL). Both the store's
+    lines and an export read back whole, line by line."""
+    rec = {"id": "p-1", "prompt": "odd\x85bytes", "completions": ["a\u2028b", "c\u2029d\x85"], "ranking": [0, 1],
+           "labeler_id": "tester", "category": "qa"}
+    store = RankingStore(tmp_path / "r.jsonl")
+    assert store.append(rec)
+    assert len(store.path.read_text(encoding="utf-8").splitlines()) == 1
+    assert RankingStore(tmp_path / "r.jsonl").records() == [rec]
+    out = store.export(tmp_path / "export.jsonl")
+    assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] == [rec]
+
+
 def test_flags_stored(tmp_path):
     store = RankingStore(tmp_path / "r.jsonl")
     store.append(make_record("p-1"), flags={"harmful": True, "hallucination": False})

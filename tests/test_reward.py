@@ -273,7 +273,8 @@ def test_collection_resumes_without_duplicates_and_keeps_hand_rankings(run):
 
 def test_base_candidates_put_base_model_samples_into_each_ranking(run, tmp_path):
     """reward.base_candidates=1 with K=3: two SFT samples and one base-model sample per prompt. Drawing the first
-    chunk's base samples again (same model, same seed) finds each of them among that prompt's completions."""
+    chunk's base samples again (same model, same seed, chunks of reward.sample_batch_size // K = 4 prompts) finds
+    each of them among that prompt's completions."""
     cfg = run[0]
     for part in ("world", "data", "sft", "base", "tokenizer"):
         shutil.copytree(cfg.path / part, tmp_path / part)
@@ -281,7 +282,8 @@ def test_base_candidates_put_base_model_samples_into_each_ranking(run, tmp_path)
     over = [f"run_dir={tmp_path}", *OVERRIDES]
     with pytest.raises(ConfigError, match="reward.base_candidates=3"):
         rankings.collect(igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.base_candidates=3"]))
-    c = igpt.load_config("tiny", smoke=True, overrides=[*over, "reward.base_candidates=1"])
+    c = igpt.load_config("tiny", smoke=True,
+                         overrides=[*over, "reward.base_candidates=1", "reward.sample_batch_size=12"])
     rankings.collect(c)
     summary = json.loads((rankings.out_path(c) / "summary.json").read_text())
     prompts = data.load(c, "rm_prompts")
@@ -294,11 +296,11 @@ def _assert_first_chunk_redrawn(c, model_dir, seed_offset):
     """Sampling the first chunk's prompts again from `model_dir` with the chunk's seed + `seed_offset` (what
     sample_and_rank gives that source) finds every non-empty sample among its prompt's ranked completions."""
     prompts = data.load(c, "rm_prompts")
-    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:rankings.SEQUENCES_PER_BATCH // c.reward.k]
+    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:c.reward.sample_batch_size // c.reward.k]
     seed = zlib.crc32(f"{c.seed}/{chunk[0]['id']}".encode())
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
     texts = generate(model, pretrain.load_tokenizer(c.path / "sft"), [p["prompt"] for p in chunk],
-                     c.reward.max_new_tokens, c.reward.temperature, batch_size=rankings.SEQUENCES_PER_BATCH,
+                     c.reward.max_new_tokens, c.reward.temperature, batch_size=c.reward.sample_batch_size,
                      seed=seed + seed_offset, progress=False)
     by_id = {r["id"]: r for r in RankingStore(rankings.store_path(c)).records()}
     drawn = [(p["id"], t) for p, t in zip(chunk, texts) if t.strip()]
@@ -378,12 +380,12 @@ def test_a_candidate_mix_ranks_low_temperature_samples_and_another_prompts_answe
     # a second training labeler ranks the validation completions: the agreement the labeler noise is calibrated on
     assert 0 <= summary["agreement_train_panel"]["share"] <= 1 and summary["agreement_train_panel"]["pairs"] > 0
     prompts = data.load(c, "rm_prompts")
-    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:rankings.SEQUENCES_PER_BATCH // c.reward.k]
+    chunk = (list(prompts["train"]) + list(prompts["validation"]))[:c.reward.sample_batch_size // c.reward.k]
     seed = zlib.crc32(f"{c.seed}/{chunk[0]['id']}".encode())
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "sft"))
     tok_ = pretrain.load_tokenizer(tmp_path / "sft")
     ask = [p["prompt"] for p in chunk]
-    per_call = rankings.SEQUENCES_PER_BATCH  # what sample_and_rank asks generate() for
+    per_call = c.reward.sample_batch_size  # what sample_and_rank asks generate() for
     t1 = generate(model, tok_, [p for p in ask for _ in range(3)], 8, 1.0, batch_size=per_call, seed=seed,
                   progress=False)
     low = generate(model, tok_, ask, 8, c.reward.low_temperature, batch_size=per_call, seed=seed + 2, progress=False)
